@@ -1,0 +1,58 @@
+# The two set-up commands of the README: `make run` and `make test`.
+# Both create .venv, install the package and make Fashion-MNIST available offline.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+RUN_DIR ?= runs/quickstart
+EXPORT_DIR ?= exports/fashion_mnist
+
+.PHONY: install data run test lint format bench bench-accuracy bench-step bench-pipeline bench-serving clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Debian's dataset-fashion-mnist package when apt is there, else keras' own loader.
+data: $(STAMP)
+	bash tools/get_fashion_mnist.sh $(PY)
+
+run: install data
+	$(PY) tools/train.py --flagfile=tools/configs/fashion_mnist.flags --method=baseline \
+		--model_dir=$(RUN_DIR)/baseline
+	$(PY) tools/train.py --flagfile=tools/configs/fashion_mnist.flags --method=metacleaner \
+		--model_dir=$(RUN_DIR)/metacleaner --baseline_results=$(RUN_DIR)/baseline/results.json \
+		--export_dir=$(EXPORT_DIR)
+
+test: install data
+	$(PY) -m pytest -q -n 2 --durations=15
+
+lint: install
+	$(VENV)/bin/ruff check keras_metacleaner tools tests benchmarks
+	$(VENV)/bin/ruff format --check keras_metacleaner tools tests benchmarks
+
+format: install
+	$(VENV)/bin/ruff check --fix keras_metacleaner tools tests benchmarks
+	$(VENV)/bin/ruff format keras_metacleaner tools tests benchmarks
+
+bench-accuracy: install data
+	$(PY) benchmarks/accuracy.py
+
+bench-step: install
+	$(PY) benchmarks/step_time.py
+
+bench-pipeline: install data
+	$(PY) benchmarks/pipeline_throughput.py
+
+bench-serving: install data
+	$(PY) benchmarks/serving_latency.py
+
+bench: bench-step bench-pipeline bench-serving bench-accuracy
+
+clean:
+	rm -rf $(VENV) runs exports .pytest_cache

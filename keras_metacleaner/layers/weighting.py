@@ -1,0 +1,328 @@
+"""Noisy Weighting: functions that give each member of a subset a confidence α.
+
+Every weighting maps subset features `[K, N, D]` to confidences `α: [K, N]`
+inside a documented range `[alpha_min, alpha_max]`. The six variants of the
+paper's Table 2 are here by name, plus two that do not collapse (see
+`docs/results.md` for why the paper's default goes dead with Keras defaults).
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+PACKAGE = "keras_metacleaner"
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class Weighting(keras.layers.Layer):
+    """Base class of the Noisy Weighting functions (Eq. 2 of the paper).
+
+    Subclasses implement `call(features, class_scores=None)` returning `α`
+    of shape `[K, N]` and set `alpha_min` / `alpha_max`, the range their α
+    is guaranteed to lie in. `alpha_min` is what `alpha_floor` statistics
+    compare against: a share of α stuck there means the weighting is dead.
+
+    Args:
+        subset_size: int. N, the number of images in one subset.
+        hidden_units: int. Width of the hidden layer, where there is one.
+        **kwargs: passed to `keras.layers.Layer`.
+    """
+
+    alpha_min: float = 0.0
+    alpha_max: float = 1.0
+    #: True when the weighting reads `class_scores`, the classifier's
+    #: log-probability of the subset's label for each member.
+    uses_class_scores: bool = False
+
+    def __init__(self, subset_size: int, hidden_units: int = 384, **kwargs):
+        super().__init__(**kwargs)
+        self.subset_size = int(subset_size)
+        self.hidden_units = int(hidden_units)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:2])
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update({"subset_size": self.subset_size, "hidden_units": self.hidden_units})
+        return config
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class ConstantWeighting(Weighting):
+    """α = 1 for every member: Eq. 3 becomes the plain mean (Table 2, I).
+
+    Example:
+
+    >>> w = ConstantWeighting(subset_size=4)
+    >>> w(keras.ops.ones((2, 4, 8))).shape
+    (2, 4)
+    """
+
+    alpha_min = 1.0
+    alpha_max = 1.0
+
+    def call(self, features, class_scores=None):
+        return ops.ones(ops.shape(features)[:2], dtype=features.dtype)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class AttentionWeighting(Weighting):
+    """α_i = g(a·tanh(W v_i + b)), g = sigmoid or exp (Table 2, II).
+
+    Scores each member on its own, so it is order-equivariant but blind to
+    the other members of the subset.
+
+    Args:
+        subset_size: int. N.
+        hidden_units: int. Rows of W (384 for Food-101N, 512 for Clothing1M).
+        gate: `"sigmoid"` (α in (0, 1)) or `"exp"` (α in (e^-|a|, e^|a|)).
+
+    Example:
+
+    >>> w = AttentionWeighting(subset_size=4, hidden_units=16, gate="exp")
+    >>> w(keras.ops.ones((2, 4, 8))).shape
+    (2, 4)
+    """
+
+    def __init__(self, subset_size: int, hidden_units: int = 384, gate: str = "sigmoid", **kwargs):
+        super().__init__(subset_size, hidden_units, **kwargs)
+        if gate not in ("sigmoid", "exp"):
+            raise ValueError(f"`gate` must be 'sigmoid' or 'exp', got {gate!r}.")
+        self.gate = gate
+        self.projection = keras.layers.Dense(hidden_units, activation="tanh", name="projection")
+        self.score = keras.layers.Dense(1, use_bias=False, name="score")
+
+    def build(self, input_shape):
+        self.projection.build(input_shape)
+        self.score.build((*input_shape[:-1], self.hidden_units))
+
+    def call(self, features, class_scores=None):
+        logits = ops.squeeze(self.score(self.projection(features)), axis=-1)
+        return ops.sigmoid(logits) if self.gate == "sigmoid" else ops.exp(logits)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "gate": self.gate}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class DenseWeighting(Weighting):
+    """FC layers on the concatenated subset, then a sigmoid (Table 2, III).
+
+    `[v_1 … v_N]` (N·D) → FC(hidden_units) → [ReLU] → FC(N) → [ReLU] → sigmoid.
+    With the ReLU before the sigmoid, α lies in [0.5, 1] (the paper's default,
+    `fc_fc_relu_sig`); a unit whose pre-activation goes negative gets no
+    gradient, which is how this variant dies (α ≡ 0.5).
+
+    Args:
+        subset_size: int. N.
+        hidden_units: int. Width of the first FC layer (384 or 512 in the paper).
+        hidden_relu: bool. ReLU after the first FC layer.
+        output_relu: bool. ReLU after the second FC layer.
+
+    Example:
+
+    >>> w = DenseWeighting(subset_size=4, hidden_units=16, output_relu=True)
+    >>> alpha = w(keras.random.normal((2, 4, 8)))
+    >>> bool(keras.ops.all(alpha >= 0.5))
+    True
+    """
+
+    def __init__(
+        self,
+        subset_size: int,
+        hidden_units: int = 384,
+        hidden_relu: bool = False,
+        output_relu: bool = True,
+        **kwargs,
+    ):
+        super().__init__(subset_size, hidden_units, **kwargs)
+        self.hidden_relu = bool(hidden_relu)
+        self.output_relu = bool(output_relu)
+        self.alpha_min = 0.5 if self.output_relu else 0.0
+        self.hidden = keras.layers.Dense(
+            hidden_units, activation="relu" if hidden_relu else None, name="hidden"
+        )
+        self.output_dense = keras.layers.Dense(
+            subset_size, activation="relu" if output_relu else None, name="output"
+        )
+
+    def build(self, input_shape):
+        flat = input_shape[1] * input_shape[2] if None not in input_shape[1:] else None
+        self.hidden.build((input_shape[0], flat))
+        self.output_dense.build((input_shape[0], self.hidden_units))
+
+    def call(self, features, class_scores=None):
+        shape = ops.shape(features)
+        concatenated = ops.reshape(features, (shape[0], shape[1] * shape[2]))
+        return ops.sigmoid(self.output_dense(self.hidden(concatenated)))
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update({"hidden_relu": self.hidden_relu, "output_relu": self.output_relu})
+        return config
+
+
+def _unit(x):
+    return x / (ops.norm(x, axis=-1, keepdims=True) + 1e-6)
+
+
+def _leave_one_out(features):
+    """Unit-norm features and the unit-norm mean of the other N-1 members."""
+    normalized = _unit(features)
+    return normalized, _unit(ops.sum(normalized, axis=1, keepdims=True) - normalized)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class AgreementWeighting(Weighting):
+    """α_i = sigmoid(τ·cos(v_i, mean of the others) + b + MLP): order-equivariant.
+
+    Each member is scored by how well its L2-normalised feature agrees with
+    the mean of the other N-1 members, plus a small shared MLP on
+    `[v̂_i, v̂_i ⊙ m̂_-i]`. Unlike an FC on the concatenation, permuting the
+    subset permutes α the same way.
+
+    Args:
+        subset_size: int. N.
+        hidden_units: int. Width of the MLP's hidden layer.
+        temperature: float. Initial τ, the weight of the cosine.
+
+    Example:
+
+    >>> w = AgreementWeighting(subset_size=4, hidden_units=16)
+    >>> w(keras.random.normal((2, 4, 8))).shape
+    (2, 4)
+    """
+
+    def __init__(self, subset_size: int, hidden_units: int = 64, temperature: float = 5.0, **kwargs):
+        super().__init__(subset_size, hidden_units, **kwargs)
+        self.temperature = float(temperature)
+        self.hidden = keras.layers.Dense(hidden_units, activation="relu", name="hidden")
+        self.score = keras.layers.Dense(1, kernel_initializer="zeros", name="score")
+
+    def build(self, input_shape):
+        self.hidden.build((*input_shape[:-1], 2 * input_shape[-1]))
+        self.score.build((*input_shape[:-1], self.hidden_units))
+        self.tau = self.add_weight(
+            shape=(), initializer=keras.initializers.Constant(self.temperature), name="tau"
+        )
+        self.offset = self.add_weight(shape=(), initializer="zeros", name="offset")
+
+    def call(self, features, class_scores=None):
+        normalized, others = _leave_one_out(features)
+        cosine = ops.sum(normalized * others, axis=-1)
+        mlp = self.score(self.hidden(ops.concatenate([normalized, normalized * others], -1)))
+        centred = cosine - ops.mean(cosine, axis=1, keepdims=True)
+        tau = ops.cast(self.tau, features.dtype)
+        offset = ops.cast(self.offset, features.dtype)
+        return ops.sigmoid(tau * centred + offset + ops.squeeze(mlp, -1))
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "temperature": self.temperature}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class LabelConfidenceWeighting(Weighting):
+    """α_i = floor + (1 - floor)·p(y | v_i)^γ from the classifier, no gradient.
+
+    The classifier's probability of the subset's (noisy) label for each
+    member, read with a stopped gradient: the softmax compares v_i with every
+    class prototype (the classifier's rows), and a member whose feature the
+    classifier puts in another class gets a low weight. Because the
+    classification loss cannot move α (it is not a function of trainable
+    weights through any gradient path), it cannot push α back to uniform, the
+    failure measured for learned weightings. Early in training every p is
+    about 1/C, so Eq. 3 starts as the plain mean; the contrast grows as the
+    classifier learns the clean majority of each class, while averaging keeps
+    it from memorising the flipped labels.
+
+    Needs `class_scores` (log p(y | v_i), `[K, N]`), which `MetaCleanerModel`
+    computes; without them it falls back to α = 1.
+
+    Args:
+        subset_size: int. N.
+        hidden_units: int. Unused; kept for a uniform signature.
+        floor: float in [0, 1). The lowest α: wrong-looking members keep a
+            little weight (the paper's argument for α ≥ 0.5 on fine-grained
+            data).
+        gamma: float > 0. Sharpness: α uses p^γ.
+
+    Example:
+
+    >>> w = LabelConfidenceWeighting(subset_size=2, floor=0.0)
+    >>> scores = keras.ops.log(keras.ops.convert_to_tensor([[0.9, 0.1]]))
+    >>> [round(float(a), 2) for a in w(keras.ops.ones((1, 2, 3)), scores)[0]]
+    [0.9, 0.1]
+    """
+
+    uses_class_scores = True
+
+    def __init__(
+        self, subset_size: int, hidden_units: int = 0, floor: float = 0.05, gamma: float = 1.0, **kwargs
+    ):
+        super().__init__(subset_size, hidden_units, **kwargs)
+        if not 0.0 <= floor < 1.0:
+            raise ValueError(f"`floor` must be in [0, 1), got {floor}.")
+        if gamma <= 0:
+            raise ValueError(f"`gamma` must be > 0, got {gamma}.")
+        self.floor = float(floor)
+        self.gamma = float(gamma)
+        self.alpha_min = self.floor
+
+    def call(self, features, class_scores=None):
+        if class_scores is None:
+            return ops.ones(ops.shape(features)[:2], dtype=features.dtype)
+        confidence = ops.exp(self.gamma * ops.stop_gradient(ops.cast(class_scores, "float32")))
+        alpha = self.floor + (1.0 - self.floor) * confidence
+        return ops.cast(alpha, features.dtype)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "floor": self.floor, "gamma": self.gamma}
+
+
+#: Names accepted by `get_weighting` and the `weighting=` arguments.
+WEIGHTINGS = {
+    "constant": lambda n, h: ConstantWeighting(n, h),
+    "attention_sig": lambda n, h: AttentionWeighting(n, h, gate="sigmoid"),
+    "attention_exp": lambda n, h: AttentionWeighting(n, h, gate="exp"),
+    "fc_fc_sig": lambda n, h: DenseWeighting(n, h, hidden_relu=False, output_relu=False),
+    "fc_fc_relu_sig": lambda n, h: DenseWeighting(n, h, hidden_relu=False, output_relu=True),
+    "fc_relu_fc_relu_sig": lambda n, h: DenseWeighting(n, h, hidden_relu=True, output_relu=True),
+    "agreement": lambda n, h: AgreementWeighting(n, h),
+    "label_confidence": lambda n, h: LabelConfidenceWeighting(n, h),
+}
+
+#: The paper's Noisy Weighting (section 4, Table 2).
+PAPER_WEIGHTING = "fc_fc_relu_sig"
+#: The library's default: the weighting that measured best (docs/results.md).
+DEFAULT_WEIGHTING = "label_confidence"
+
+
+def get_weighting(name: str | Weighting, subset_size: int, hidden_units: int = 384) -> Weighting:
+    """Returns the Noisy Weighting layer called `name`.
+
+    Args:
+        name: one of `WEIGHTINGS` (`"constant"`, `"attention_sig"`,
+            `"attention_exp"`, `"fc_fc_sig"`, `"fc_fc_relu_sig"`,
+            `"fc_relu_fc_relu_sig"`, `"agreement"`, `"label_confidence"`), or
+            a `Weighting` instance, returned as is.
+        subset_size: int. N.
+        hidden_units: int. Hidden width where the weighting has one.
+
+    Returns:
+        A `Weighting` layer.
+
+    Example:
+
+    >>> get_weighting("fc_fc_relu_sig", subset_size=4).alpha_min
+    0.5
+    """
+    if isinstance(name, Weighting):
+        return name
+    if name not in WEIGHTINGS:
+        raise ValueError(
+            f"Unknown weighting {name!r}; expected one of {sorted(WEIGHTINGS)} "
+            "or a `keras_metacleaner.layers.Weighting` instance."
+        )
+    return WEIGHTINGS[name](subset_size, hidden_units)

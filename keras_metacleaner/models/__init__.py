@@ -1,0 +1,21 @@
+"""MetaCleanerModel and the backbones it trains."""
+
+from keras_metacleaner.models.backbones import (
+    BACKBONES,
+    CaffePreprocessing,
+    get_backbone,
+    resnet50,
+    small_cnn,
+    wide_resnet,
+)
+from keras_metacleaner.models.metacleaner_model import MetaCleanerModel
+
+__all__ = [
+    "BACKBONES",
+    "CaffePreprocessing",
+    "MetaCleanerModel",
+    "get_backbone",
+    "resnet50",
+    "small_cnn",
+    "wide_resnet",
+]

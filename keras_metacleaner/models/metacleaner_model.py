@@ -1,0 +1,361 @@
+"""MetaCleanerModel: backbone -> MetaCleaner -> classifier, trained on class subsets."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import layers, ops
+
+from keras_metacleaner.layers.metacleaner import MetaCleaner
+from keras_metacleaner.layers.weighting import DEFAULT_WEIGHTING, PACKAGE, Weighting
+
+MODES = ("hallucinate", "loss_reweight")
+
+
+def _scale_for_replicas(loss):
+    """Divides a per-replica mean loss by the number of replicas.
+
+    Gradients are summed across replicas; each replica's loss is a mean over
+    its own share of the global batch, so this makes the sum equal to the
+    gradient of the global-batch mean (what Keras' own train_step does).
+    """
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    return loss if replicas == 1 else loss * ops.cast(1.0 / replicas, loss.dtype)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class MetaCleanerModel(keras.Model):
+    """A classifier trained with MetaCleaner (Zhang, Wang, Qiao, CVPR 2019).
+
+    Training consumes batches of K subsets of N images that share a noisy
+    label: `x: [K, N, H, W, C]`, `y: [K]` (or `[K, N]`, equal within a
+    subset). Each step shuffles the order inside every subset (section 3.3),
+    runs the backbone on the K·N images, hallucinates one clean feature per
+    subset with `MetaCleaner` and trains the classifier on it. At test time
+    (`evaluate`, `predict`, `__call__` on `[B, H, W, C]`) the cleaner is
+    removed: image -> backbone -> classifier.
+
+    Progress bars and the History show `alpha_mean`, `alpha_std` and
+    `alpha_floor`, the share of α within 1e-3 of the lowest value the
+    weighting allows (near 1.0 means the weighting is dead).
+
+    Args:
+        backbone: `keras.Model` from images `[B, H, W, C]` (raw pixels, its
+            own preprocessing inside) to features `[B, D]`.
+        num_classes: int. Number of classes.
+        subset_size: int >= 1. N.
+        weighting: a Noisy Weighting name (see
+            `keras_metacleaner.layers.WEIGHTINGS`) or `Weighting` layer.
+        hidden_units: int. Hidden width of the weighting.
+        mode: `"hallucinate"` (Eq. 3, the paper's method) or
+            `"loss_reweight"` (Table 3, I: each image is classified on its
+            own and its loss weighted by `N·α_i / Σα`; normalising within the
+            subset stops the loss from simply driving every α to its floor).
+        shuffle_subsets: bool. Shuffle the order inside each subset every step.
+        seed: int or None. Seed of the in-subset shuffling.
+        **kwargs: passed to `keras.Model`.
+
+    Returns:
+        Probabilities `[B, num_classes]` for images, `[K, num_classes]` for
+        subsets `[K, N, H, W, C]`.
+
+    Example:
+
+    >>> import keras_metacleaner as kmc
+    >>> backbone = kmc.models.small_cnn((28, 28, 1))
+    >>> model = kmc.MetaCleanerModel(backbone, num_classes=10, subset_size=4)
+    >>> model(keras.ops.zeros((2, 28, 28, 1))).shape
+    (2, 10)
+    """
+
+    def __init__(
+        self,
+        backbone: keras.Model,
+        num_classes: int,
+        subset_size: int,
+        weighting: str | Weighting = DEFAULT_WEIGHTING,
+        hidden_units: int = 384,
+        mode: str = "hallucinate",
+        shuffle_subsets: bool = True,
+        seed: int | None = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if not isinstance(num_classes, int) or num_classes < 2:
+            raise ValueError(f"`num_classes` must be an integer >= 2, got {num_classes!r}.")
+        if mode not in MODES:
+            raise ValueError(f"`mode` must be one of {MODES}, got {mode!r}.")
+        if len(backbone.output_shape) != 2:
+            raise ValueError(
+                "`backbone` must output a feature vector [B, D] (add global pooling); its output "
+                f"shape is {backbone.output_shape}."
+            )
+        self.backbone = backbone
+        self.num_classes = num_classes
+        self.subset_size = subset_size
+        self.mode = mode
+        self.shuffle_subsets = bool(shuffle_subsets)
+        self.seed = seed
+        self.cleaner = MetaCleaner(
+            subset_size, weighting, hidden_units, return_weights=True, name="metacleaner"
+        )
+        self.classifier = layers.Dense(num_classes, name="classifier")
+        # float32 output under mixed precision: softmax and the loss stay stable.
+        self.probabilities = layers.Activation("softmax", dtype="float32", name="probabilities")
+        self.seed_generator = keras.random.SeedGenerator(seed, name="subset_shuffle")
+        self.alpha_mean = keras.metrics.Mean(name="alpha_mean")
+        self.alpha_std = keras.metrics.Mean(name="alpha_std")
+        self.alpha_floor = keras.metrics.Mean(name="alpha_floor")
+
+        feature_dim = backbone.output_shape[-1]
+        self.cleaner.build((None, subset_size, feature_dim))
+        self.classifier.build((None, feature_dim))
+        self.probabilities.build((None, num_classes))
+        self.built = True
+
+    @property
+    def image_shape(self) -> tuple:
+        """`(H, W, C)` of the images the backbone takes."""
+        return tuple(self.backbone.input_shape[1:])
+
+    @property
+    def weighting(self) -> Weighting:
+        return self.cleaner.weighting
+
+    # ------------------------------------------------------------------ checks
+    def _check_images(self, x, rank: int, what: str):
+        shape = tuple(x.shape)
+        if len(shape) != rank:
+            raise ValueError(
+                f"{what} must have rank {rank}, got shape {shape}. "
+                + (
+                    "Training batches are K subsets of N images: x [K, N, H, W, C], y [K]; "
+                    "build them with keras_metacleaner.data.group_by_class."
+                    if rank == 5
+                    else ""
+                )
+            )
+        if rank == 5 and shape[1] is not None and shape[1] != self.subset_size:
+            raise ValueError(
+                f"Subsets must hold subset_size={self.subset_size} images, got N={shape[1]} "
+                f"(x shape {shape})."
+            )
+        expected = self.image_shape
+        got = shape[rank - 3 :]
+        if any(e is not None and g is not None and e != g for e, g in zip(expected, got)):
+            raise ValueError(f"{what}: images of shape {got} do not match the backbone's {expected}.")
+
+    def _subset_labels(self, x, y):
+        """Validates subset labels and returns them as int32 `[K]`."""
+        if y is None:
+            raise ValueError("MetaCleanerModel needs labels y of shape [K] or [K, N] to train.")
+        y = ops.convert_to_tensor(y)
+        if len(y.shape) not in (1, 2) or (len(y.shape) == 2 and y.shape[1] not in (None, 1, self.subset_size)):
+            raise ValueError(
+                f"Labels must have shape [K] or [K, N={self.subset_size}], got {tuple(y.shape)}."
+            )
+        if "float" in str(y.dtype):
+            raise ValueError(f"Labels must be integer class ids, got dtype {y.dtype}.")
+        y = tf.cast(y, tf.int32)
+        checks = [
+            tf.debugging.assert_equal(
+                tf.shape(y)[0], tf.shape(x)[0], message="Labels and subsets differ in number (K)."
+            ),
+            tf.debugging.assert_non_negative(y, message="Labels must be class ids >= 0; got"),
+            tf.debugging.assert_less(
+                y,
+                self.num_classes,
+                message=f"Labels must be class ids in [0, {self.num_classes}); got",
+            ),
+        ]
+        if len(y.shape) == 2:
+            checks.append(
+                tf.debugging.assert_equal(
+                    y, y[:, :1], message="All labels inside one subset must be equal; got"
+                )
+            )
+            y = y[:, 0]
+        with tf.control_dependencies(checks):
+            return tf.identity(y)
+
+    # ----------------------------------------------------------------- forward
+    def _subset_features(self, x, training):
+        """Backbone on K·N images, reshaped back to `[K, N, D]`."""
+        shape = ops.shape(x)
+        flat = ops.reshape(x, (shape[0] * shape[1], *self.image_shape))
+        features = self.backbone(flat, training=training)
+        return ops.reshape(features, (shape[0], shape[1], features.shape[-1]))
+
+    def _label_log_probs(self, member_logits, labels):
+        """log p(label | v_i) for each member: `[K, N]`."""
+        log_probs = ops.log_softmax(ops.cast(member_logits, "float32"), axis=-1)
+        index = ops.broadcast_to(ops.reshape(labels, (-1, 1, 1)), (*ops.shape(log_probs)[:2], 1))
+        return ops.squeeze(ops.take_along_axis(log_probs, index, axis=-1), -1)
+
+    def _forward_subsets(self, x, labels, training):
+        """Returns subset probabilities `[K, C]`, α `[K, N]` and member logits."""
+        features = self._subset_features(x, training)
+        member_logits = None
+        class_scores = None
+        if self.mode == "loss_reweight" or self.weighting.uses_class_scores:
+            member_logits = self.classifier(features)
+        if self.weighting.uses_class_scores:
+            if labels is None:
+                # No labels (prediction): score members against the subset's
+                # most likely class under the plain mean.
+                mean_probs = ops.mean(ops.softmax(ops.cast(member_logits, "float32")), axis=1)
+                labels = ops.argmax(mean_probs, axis=-1)
+            class_scores = self._label_log_probs(member_logits, labels)
+        clean, alpha = self.cleaner(features, class_scores)
+        probabilities = self.probabilities(self.classifier(clean))
+        return probabilities, alpha, member_logits
+
+    def call(self, inputs, training=None):
+        if len(inputs.shape) == 5:
+            self._check_images(inputs, 5, "Subsets")
+            return self._forward_subsets(inputs, None, training)[0]
+        self._check_images(inputs, 4, "Images")
+        return self.probabilities(self.classifier(self.backbone(inputs, training=training)))
+
+    def _shuffle_within_subsets(self, x):
+        keys = keras.random.uniform(ops.shape(x)[:2], seed=self.seed_generator)
+        return tf.gather(x, ops.argsort(keys, axis=1), batch_dims=1)
+
+    # ---------------------------------------------------------------- training
+    def train_step(self, data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        self._check_images(x, 5, "Training inputs x")
+        labels = self._subset_labels(x, y)
+        if self.shuffle_subsets:
+            x = self._shuffle_within_subsets(x)
+
+        with tf.GradientTape() as tape:
+            probabilities, alpha, member_logits = self._forward_subsets(x, labels, training=True)
+            if self.mode == "hallucinate":
+                loss = self.compute_loss(
+                    x=x, y=labels, y_pred=probabilities, sample_weight=sample_weight, training=True
+                )
+            else:
+                loss = self._reweighted_loss(x, labels, alpha, member_logits, sample_weight)
+            scaled_loss = self.optimizer.scale_loss(_scale_for_replicas(loss))
+
+        gradients = tape.gradient(scaled_loss, self.trainable_variables)
+        self.optimizer.apply(gradients, self.trainable_variables)
+        self._update_alpha_metrics(alpha)
+        for metric in self.metrics:
+            if metric.name == "loss":
+                metric.update_state(loss, sample_weight=ops.shape(labels)[0])
+        return self.compute_metrics(x, labels, probabilities, sample_weight=sample_weight)
+
+    def _reweighted_loss(self, x, labels, alpha, member_logits, sample_weight):
+        n = ops.cast(self.subset_size, "float32")
+        alpha = ops.cast(alpha, "float32")
+        weights = n * alpha / ops.sum(alpha, axis=1, keepdims=True)
+        if sample_weight is not None:
+            weights = weights * ops.reshape(ops.cast(sample_weight, "float32"), (-1, 1))
+        member_probs = self.probabilities(member_logits)
+        return self.compute_loss(
+            x=x,
+            y=ops.reshape(ops.repeat(labels[:, None], self.subset_size, axis=1), (-1,)),
+            y_pred=ops.reshape(member_probs, (-1, self.num_classes)),
+            sample_weight=ops.reshape(weights, (-1,)),
+            training=True,
+        )
+
+    def _update_alpha_metrics(self, alpha):
+        alpha = ops.cast(alpha, "float32")
+        self.alpha_mean.update_state(ops.mean(alpha))
+        self.alpha_std.update_state(ops.std(alpha))
+        at_floor = ops.cast(alpha <= self.cleaner.alpha_min + 1e-3, "float32")
+        self.alpha_floor.update_state(ops.mean(at_floor))
+
+    def test_step(self, data):
+        logs = super().test_step(data)
+        # α is a training statistic; test batches never touch the cleaner.
+        return {name: value for name, value in logs.items() if not name.startswith("alpha_")}
+
+    # --------------------------------------------------------------- inference
+    def inference_model(self, name: str | None = None) -> keras.Model:
+        """The plain classifier, cleaner removed (section 3.3).
+
+        Args:
+            name: model name; defaults to `"<this model's name>_classifier"`.
+
+        Returns:
+            A functional `keras.Model`, images `[B, H, W, C]` (raw pixels) ->
+            probabilities `[B, num_classes]`, sharing this model's weights.
+
+        Example:
+
+        >>> import keras_metacleaner as kmc
+        >>> m = kmc.MetaCleanerModel(kmc.models.small_cnn(), num_classes=10, subset_size=2)
+        >>> [layer.name for layer in m.inference_model().layers][1:]
+        ['small_cnn', 'classifier', 'probabilities']
+        """
+        images = keras.Input(self.image_shape, name="images")
+        outputs = self.probabilities(self.classifier(self.backbone(images)))
+        return keras.Model(images, outputs, name=name or f"{self.name}_classifier")
+
+    def predict_sets(self, x_sets, labels=None, batch_size: int = 32, return_weights: bool = False):
+        """Classifies noisy-labelled sets with the cleaner (end of section 3.3).
+
+        Args:
+            x_sets: `[K, N, H, W, C]` array: K sets of N images.
+            labels: optional `[K]` noisy labels of the sets; weightings that
+                score members against the label use them (without them, the
+                set's most likely class under the plain mean).
+            batch_size: sets per forward pass.
+            return_weights: also return α `[K, N]`.
+
+        Returns:
+            Probabilities `[K, num_classes]` (NumPy), and α when asked.
+
+        Example:
+
+        >>> import numpy as np, keras_metacleaner as kmc
+        >>> m = kmc.MetaCleanerModel(kmc.models.small_cnn(), num_classes=10, subset_size=2)
+        >>> m.predict_sets(np.zeros((3, 2, 28, 28, 1), "float32")).shape
+        (3, 10)
+        """
+        x_sets = np.asarray(x_sets)
+        self._check_images(x_sets, 5, "x_sets")
+        if labels is not None:
+            labels = np.asarray(labels).astype("int32").reshape(-1)
+            if labels.shape[0] != x_sets.shape[0]:
+                raise ValueError(f"{labels.shape[0]} labels given for {x_sets.shape[0]} sets.")
+            if labels.min(initial=0) < 0 or labels.max(initial=0) >= self.num_classes:
+                raise ValueError(f"labels must be in [0, {self.num_classes}).")
+        probabilities, alphas = [], []
+        for start in range(0, len(x_sets), batch_size):
+            chunk = ops.convert_to_tensor(x_sets[start : start + batch_size], "float32")
+            chunk_labels = None if labels is None else labels[start : start + batch_size]
+            p, a, _ = self._forward_subsets(chunk, chunk_labels, training=False)
+            probabilities.append(ops.convert_to_numpy(p))
+            alphas.append(ops.convert_to_numpy(a))
+        probabilities = np.concatenate(probabilities) if probabilities else np.zeros((0, self.num_classes))
+        if return_weights:
+            alpha = np.concatenate(alphas) if alphas else np.zeros((0, self.subset_size))
+            return probabilities, alpha
+        return probabilities
+
+    # ----------------------------------------------------------- serialization
+    def get_config(self) -> dict:
+        return {
+            "name": self.name,
+            "backbone": keras.saving.serialize_keras_object(self.backbone),
+            "num_classes": self.num_classes,
+            "subset_size": self.subset_size,
+            "weighting": keras.saving.serialize_keras_object(self.weighting),
+            "hidden_units": self.cleaner.hidden_units,
+            "mode": self.mode,
+            "shuffle_subsets": self.shuffle_subsets,
+            "seed": self.seed,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
+        config["weighting"] = keras.saving.deserialize_keras_object(config["weighting"])
+        return cls(**config)
