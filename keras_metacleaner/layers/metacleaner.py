@@ -68,7 +68,8 @@ class MetaCleaner(keras.layers.Layer):
     def _check_shape(self, shape):
         if len(shape) != 3:
             raise ValueError(
-                f"MetaCleaner expects features of shape [K, N, D] (rank 3), got shape {tuple(shape)}."
+                "MetaCleaner expects features of shape [K, N, D] (rank 3), "
+                f"got shape {tuple(shape)}."
             )
         if shape[1] is not None and shape[1] != self.subset_size:
             raise ValueError(
@@ -78,7 +79,10 @@ class MetaCleaner(keras.layers.Layer):
 
     def build(self, input_shape):
         self._check_shape(input_shape)
-        self.weighting.build(input_shape)
+        # A weighting restored by `deserialize_keras_object` arrives already
+        # built from its build_config; building it twice adds its weights twice.
+        if not self.weighting.built:
+            self.weighting.build(input_shape)
 
     def call(self, features, class_scores=None):
         self._check_shape(features.shape)

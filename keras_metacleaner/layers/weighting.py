@@ -195,7 +195,9 @@ class AgreementWeighting(Weighting):
     (2, 4)
     """
 
-    def __init__(self, subset_size: int, hidden_units: int = 64, temperature: float = 5.0, **kwargs):
+    def __init__(
+        self, subset_size: int, hidden_units: int = 64, temperature: float = 5.0, **kwargs
+    ):
         super().__init__(subset_size, hidden_units, **kwargs)
         self.temperature = float(temperature)
         self.hidden = keras.layers.Dense(hidden_units, activation="relu", name="hidden")
@@ -259,7 +261,12 @@ class LabelConfidenceWeighting(Weighting):
     uses_class_scores = True
 
     def __init__(
-        self, subset_size: int, hidden_units: int = 0, floor: float = 0.05, gamma: float = 1.0, **kwargs
+        self,
+        subset_size: int,
+        hidden_units: int = 0,
+        floor: float = 0.05,
+        gamma: float = 1.0,
+        **kwargs,
     ):
         super().__init__(subset_size, hidden_units, **kwargs)
         if not 0.0 <= floor < 1.0:

@@ -41,7 +41,9 @@ class CaffePreprocessing(layers.Layer):
         return (*input_shape[:-1], 3)
 
 
-def small_cnn(input_shape=(28, 28, 1), feature_dim: int = 128, name: str = "small_cnn") -> keras.Model:
+def small_cnn(
+    input_shape=(28, 28, 1), feature_dim: int = 128, name: str = "small_cnn"
+) -> keras.Model:
     """Conv32-pool-Conv64-pool-Dense: a CPU-sized backbone for MNIST-like data.
 
     Args:
@@ -68,7 +70,9 @@ def small_cnn(input_shape=(28, 28, 1), feature_dim: int = 128, name: str = "smal
     return keras.Model(inputs, x, name=name)
 
 
-def resnet50(input_shape=(224, 224, 3), weights: str | None = None, name: str = "resnet50") -> keras.Model:
+def resnet50(
+    input_shape=(224, 224, 3), weights: str | None = None, name: str = "resnet50"
+) -> keras.Model:
     """ResNet50 with global average pooling: 2048-d features (the paper's backbone).
 
     Args:
@@ -112,12 +116,12 @@ def _wide_block(x, filters: int, stride: int, dropout: float, prefix: str):
     out = layers.BatchNormalization(name=f"{prefix}_bn1")(x)
     out = layers.ReLU(name=f"{prefix}_relu1")(out)
     if stride != 1 or x.shape[-1] != filters:
-        shortcut = layers.Conv2D(filters, 1, strides=stride, use_bias=False, name=f"{prefix}_short")(
-            out
-        )
-    out = layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False, name=f"{prefix}_conv1")(
-        out
-    )
+        shortcut = layers.Conv2D(
+            filters, 1, strides=stride, use_bias=False, name=f"{prefix}_short"
+        )(out)
+    out = layers.Conv2D(
+        filters, 3, strides=stride, padding="same", use_bias=False, name=f"{prefix}_conv1"
+    )(out)
     out = layers.BatchNormalization(name=f"{prefix}_bn2")(out)
     out = layers.ReLU(name=f"{prefix}_relu2")(out)
     if dropout:
@@ -127,7 +131,11 @@ def _wide_block(x, filters: int, stride: int, dropout: float, prefix: str):
 
 
 def wide_resnet(
-    input_shape=(32, 32, 3), depth: int = 28, width: int = 10, dropout: float = 0.3, name: str = "wrn"
+    input_shape=(32, 32, 3),
+    depth: int = 28,
+    width: int = 10,
+    dropout: float = 0.3,
+    name: str = "wrn",
 ) -> keras.Model:
     """WideResNet-depth-width (Zagoruyko & Komodakis), the paper's CIFAR-10 backbone.
 
@@ -166,7 +174,9 @@ def wide_resnet(
 BACKBONES = {"small_cnn": small_cnn, "resnet50": resnet50, "wide_resnet_28_10": wide_resnet}
 
 
-def get_backbone(name: str, input_shape, weights: str | None = None, dropout: float = 0.3) -> keras.Model:
+def get_backbone(
+    name: str, input_shape, weights: str | None = None, dropout: float = 0.3
+) -> keras.Model:
     """Builds a backbone by name.
 
     Args:

@@ -13,15 +13,10 @@ from keras_metacleaner.layers.weighting import DEFAULT_WEIGHTING, PACKAGE, Weigh
 MODES = ("hallucinate", "loss_reweight")
 
 
-def _scale_for_replicas(loss):
-    """Divides a per-replica mean loss by the number of replicas.
-
-    Gradients are summed across replicas; each replica's loss is a mean over
-    its own share of the global batch, so this makes the sum equal to the
-    gradient of the global-batch mean (what Keras' own train_step does).
-    """
+def unscale_loss_for_distribution(loss):
+    """Undoes the 1/replicas that Keras' losses apply, for the `loss` metric."""
     replicas = tf.distribute.get_strategy().num_replicas_in_sync
-    return loss if replicas == 1 else loss * ops.cast(1.0 / replicas, loss.dtype)
+    return loss if replicas == 1 else loss * ops.cast(replicas, loss.dtype)
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -144,14 +139,18 @@ class MetaCleanerModel(keras.Model):
         expected = self.image_shape
         got = shape[rank - 3 :]
         if any(e is not None and g is not None and e != g for e, g in zip(expected, got)):
-            raise ValueError(f"{what}: images of shape {got} do not match the backbone's {expected}.")
+            raise ValueError(
+                f"{what}: images of shape {got} do not match the backbone's {expected}."
+            )
 
     def _subset_labels(self, x, y):
         """Validates subset labels and returns them as int32 `[K]`."""
         if y is None:
             raise ValueError("MetaCleanerModel needs labels y of shape [K] or [K, N] to train.")
         y = ops.convert_to_tensor(y)
-        if len(y.shape) not in (1, 2) or (len(y.shape) == 2 and y.shape[1] not in (None, 1, self.subset_size)):
+        if len(y.shape) not in (1, 2) or (
+            len(y.shape) == 2 and y.shape[1] not in (None, 1, self.subset_size)
+        ):
             raise ValueError(
                 f"Labels must have shape [K] or [K, N={self.subset_size}], got {tuple(y.shape)}."
             )
@@ -238,14 +237,19 @@ class MetaCleanerModel(keras.Model):
                 )
             else:
                 loss = self._reweighted_loss(x, labels, alpha, member_logits, sample_weight)
-            scaled_loss = self.optimizer.scale_loss(_scale_for_replicas(loss))
+            # Keras' losses already divide their mean by the number of replicas
+            # (keras.losses.Loss -> scale_loss_for_distribution), so the summed
+            # replica gradients are the gradient of the global-batch mean.
+            scaled_loss = self.optimizer.scale_loss(loss)
 
         gradients = tape.gradient(scaled_loss, self.trainable_variables)
         self.optimizer.apply(gradients, self.trainable_variables)
         self._update_alpha_metrics(alpha)
         for metric in self.metrics:
             if metric.name == "loss":
-                metric.update_state(loss, sample_weight=ops.shape(labels)[0])
+                metric.update_state(
+                    unscale_loss_for_distribution(loss), sample_weight=ops.shape(labels)[0]
+                )
         return self.compute_metrics(x, labels, probabilities, sample_weight=sample_weight)
 
     def _reweighted_loss(self, x, labels, alpha, member_logits, sample_weight):
@@ -333,7 +337,9 @@ class MetaCleanerModel(keras.Model):
             p, a, _ = self._forward_subsets(chunk, chunk_labels, training=False)
             probabilities.append(ops.convert_to_numpy(p))
             alphas.append(ops.convert_to_numpy(a))
-        probabilities = np.concatenate(probabilities) if probabilities else np.zeros((0, self.num_classes))
+        probabilities = (
+            np.concatenate(probabilities) if probabilities else np.zeros((0, self.num_classes))
+        )
         if return_weights:
             alpha = np.concatenate(alphas) if alphas else np.zeros((0, self.subset_size))
             return probabilities, alpha
