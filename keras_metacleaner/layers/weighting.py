@@ -91,6 +91,8 @@ class AttentionWeighting(Weighting):
         if gate not in ("sigmoid", "exp"):
             raise ValueError(f"`gate` must be 'sigmoid' or 'exp', got {gate!r}.")
         self.gate = gate
+        # exp(a·tanh(.)) is unbounded above as `a` learns: no finite alpha_max.
+        self.alpha_max = 1.0 if gate == "sigmoid" else float("inf")
         self.projection = keras.layers.Dense(hidden_units, activation="tanh", name="projection")
         self.score = keras.layers.Dense(1, use_bias=False, name="score")
 

@@ -1,0 +1,212 @@
+"""Tests of the Noisy Weighting functions: Table 2 of the paper, agreement, label_confidence."""
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+from test_case import ALL_WEIGHTINGS, LEARNED_WEIGHTINGS, run_layer_test
+
+from keras_metacleaner.layers import weighting as weighting_lib
+from keras_metacleaner.layers.weighting import (
+    DEFAULT_WEIGHTING,
+    PAPER_WEIGHTING,
+    WEIGHTINGS,
+    LabelConfidenceWeighting,
+    get_weighting,
+)
+
+K, N, D, H = 5, 4, 6, 8
+
+#: Weightings that score each member from the member (and the set as a whole):
+#: permuting a subset must permute α the same way.
+ORDER_EQUIVARIANT = ["constant", "attention_sig", "attention_exp", "agreement", "label_confidence"]
+
+
+def _features(seed=0, scale=1.0):
+    return np.random.default_rng(seed).normal(size=(K, N, D)).astype("float32") * scale
+
+
+def _class_scores(seed=1):
+    # log p(y | v_i) of a real softmax: ≤ 0.
+    logits = np.random.default_rng(seed).normal(size=(K, N, 3)) * 2
+    log_p = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    return log_p[..., 0].astype("float32")
+
+
+def test_the_issue_names_every_table_2_variant():
+    table_2 = {
+        "constant",
+        "attention_sig",
+        "attention_exp",
+        "fc_fc_sig",
+        "fc_fc_relu_sig",
+        "fc_relu_fc_relu_sig",
+    }
+    assert table_2 <= set(WEIGHTINGS)
+    assert PAPER_WEIGHTING == "fc_fc_relu_sig"
+    assert DEFAULT_WEIGHTING == "label_confidence"
+
+
+@pytest.mark.parametrize("name", ALL_WEIGHTINGS)
+def test_layer_contract_and_serialization(name, tmp_path):
+    reference = get_weighting(name, subset_size=N, hidden_units=H)
+    run_layer_test(
+        type(reference),
+        reference.get_config(),
+        (_features(), _class_scores()),
+        expected_output_shape=(K, N),
+        tmp_path=tmp_path,
+    )
+
+
+@pytest.mark.parametrize("name", ALL_WEIGHTINGS)
+def test_alpha_lies_in_the_promised_range(name):
+    layer = get_weighting(name, subset_size=N, hidden_units=H)
+    # Large features push every pre-activation to its extremes, where a
+    # wrong range (say a missing sigmoid) would show.
+    for scale in (0.01, 1.0, 100.0):
+        alpha = ops.convert_to_numpy(layer(_features(scale=scale), _class_scores()))
+        assert np.all(np.isfinite(alpha))
+        assert np.all(alpha >= layer.alpha_min - 1e-6), (name, alpha.min(), layer.alpha_min)
+        assert np.all(alpha <= layer.alpha_max + 1e-6), (name, alpha.max(), layer.alpha_max)
+
+
+@pytest.mark.parametrize(
+    "name, low, high, open_interval",
+    [
+        ("constant", 1.0, 1.0, False),
+        ("fc_fc_relu_sig", 0.5, 1.0, False),
+        ("fc_relu_fc_relu_sig", 0.5, 1.0, False),
+        ("fc_fc_sig", 0.0, 1.0, True),
+        ("attention_sig", 0.0, 1.0, True),
+        ("agreement", 0.0, 1.0, True),
+        ("label_confidence", 0.05, 1.0, False),
+    ],
+)
+def test_documented_ranges(name, low, high, open_interval):
+    layer = get_weighting(name, subset_size=N, hidden_units=H)
+    assert (layer.alpha_min, layer.alpha_max) == (low, high)
+    alpha = ops.convert_to_numpy(layer(_features(), _class_scores()))
+    if open_interval:
+        assert np.all((alpha > low) & (alpha < high))
+    else:
+        assert np.all((alpha >= low) & (alpha <= high))
+    if name == "constant":
+        np.testing.assert_array_equal(alpha, np.ones((K, N)))
+
+
+def test_attention_exp_is_positive_and_may_exceed_one():
+    layer = get_weighting("attention_exp", subset_size=N, hidden_units=H)
+    alpha = ops.convert_to_numpy(layer(_features(scale=10.0)))
+    assert np.all(alpha > 0)
+    # The score vector `a` is unconstrained: exp(a·tanh(.)) ranges over
+    # (e^-|a|, e^|a|), so a range capped at 1 would be a false promise.
+    assert layer.alpha_max >= alpha.max()
+
+
+def test_fc_fc_relu_sig_floor_is_reached_when_the_relu_is_closed():
+    layer = get_weighting("fc_fc_relu_sig", subset_size=N, hidden_units=H)
+    layer.build((None, N, D))
+    layer.output_dense.bias.assign(np.full((N,), -100.0, "float32"))
+    alpha = ops.convert_to_numpy(layer(_features()))
+    # ReLU(negative) = 0 and sigmoid(0) = 0.5: the dead state the paper's
+    # default falls into, exactly at alpha_min.
+    np.testing.assert_array_equal(alpha, np.full((K, N), 0.5, "float32"))
+
+
+@pytest.mark.parametrize("name", ORDER_EQUIVARIANT)
+def test_order_equivariant(name):
+    layer = get_weighting(name, subset_size=N, hidden_units=H)
+    features, scores = _features(), _class_scores()
+    alpha = ops.convert_to_numpy(layer(features, scores))
+    rng = np.random.default_rng(3)
+    for _ in range(3):
+        perm = rng.permutation(N)
+        permuted = ops.convert_to_numpy(layer(features[:, perm], scores[:, perm]))
+        np.testing.assert_allclose(permuted, alpha[:, perm], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["fc_fc_sig", "fc_fc_relu_sig", "fc_relu_fc_relu_sig"])
+def test_fc_on_the_concatenation_depends_on_order(name):
+    # The paper's FC weightings see positions, which is why section 3.3
+    # shuffles every subset each step.
+    layer = get_weighting(name, subset_size=N, hidden_units=H)
+    layer.build((None, N, D))
+    # Positive output bias keeps the ReLU variants open (off the 0.5 floor).
+    layer.output_dense.bias.assign(np.full((N,), 2.0, "float32"))
+    features = _features()
+    perm = np.array([1, 2, 3, 0])
+    alpha = ops.convert_to_numpy(layer(features))
+    permuted = ops.convert_to_numpy(layer(features[:, perm]))
+    assert np.abs(permuted - alpha[:, perm]).max() > 1e-4
+
+
+def test_label_confidence_formula_and_stopped_gradient():
+    floor, gamma = 0.1, 2.0
+    layer = LabelConfidenceWeighting(subset_size=N, floor=floor, gamma=gamma)
+    scores = _class_scores()
+    alpha = ops.convert_to_numpy(layer(_features(), scores))
+    np.testing.assert_allclose(alpha, floor + (1 - floor) * np.exp(scores) ** gamma, rtol=1e-5)
+
+    import tensorflow as tf
+
+    tensor = tf.constant(scores)
+    with tf.GradientTape() as tape:
+        tape.watch(tensor)
+        total = tf.reduce_sum(layer(tf.constant(_features()), tensor))
+    gradient = tape.gradient(total, tensor)
+    # The classification loss must not be able to move α (the collapse the
+    # learned weightings suffer), so no gradient reaches the scores.
+    assert gradient is None or np.all(gradient.numpy() == 0)
+
+
+def test_label_confidence_without_scores_is_the_plain_mean():
+    layer = LabelConfidenceWeighting(subset_size=N)
+    np.testing.assert_array_equal(ops.convert_to_numpy(layer(_features())), np.ones((K, N)))
+
+
+@pytest.mark.parametrize("name", LEARNED_WEIGHTINGS)
+def test_learned_weightings_have_trainable_weights_and_gradients(name):
+    import tensorflow as tf
+
+    layer = get_weighting(name, subset_size=N, hidden_units=H)
+    layer.build((None, N, D))
+    if name.startswith("fc") and name.endswith("relu_sig"):
+        layer.output_dense.bias.assign(np.full((N,), 1.0, "float32"))
+    assert layer.trainable_weights
+    target = np.random.default_rng(0).uniform(size=(K, N)).astype("float32")
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum((layer(tf.constant(_features())) - target) ** 2)
+    gradients = tape.gradient(loss, layer.trainable_weights)
+    assert any(g is not None and float(tf.reduce_max(tf.abs(g))) > 0 for g in gradients)
+
+
+def test_get_weighting_returns_instances_unchanged():
+    layer = LabelConfidenceWeighting(subset_size=N, floor=0.2)
+    assert get_weighting(layer, subset_size=N) is layer
+
+
+def test_unknown_name_lists_the_valid_ones():
+    with pytest.raises(ValueError, match=r"'fc_fc_relu'.*constant.*label_confidence"):
+        get_weighting("fc_fc_relu", subset_size=N)
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: weighting_lib.AttentionWeighting(N, H, gate="tanh"), "gate.*'tanh'"),
+        (lambda: LabelConfidenceWeighting(N, floor=1.0), "floor.*1.0"),
+        (lambda: LabelConfidenceWeighting(N, floor=-0.1), "floor.*-0.1"),
+        (lambda: LabelConfidenceWeighting(N, gamma=0.0), "gamma.*0.0"),
+    ],
+)
+def test_bad_arguments_name_the_value(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_weightings_are_registered_by_name():
+    for name in ALL_WEIGHTINGS:
+        layer = get_weighting(name, subset_size=N, hidden_units=H)
+        serialized = keras.saving.serialize_keras_object(layer)
+        assert serialized["registered_name"].startswith("keras_metacleaner>")

@@ -1,0 +1,263 @@
+"""Shared test helpers: a `run_layer_test` in the spirit of keras-rs, tiny data and models.
+
+Import from test files as `from test_case import ...` (pytest puts `tests/` on
+`sys.path` because `tests/conftest.py` lives there and `tests/` is no package).
+"""
+
+from __future__ import annotations
+
+import functools
+import glob
+import gzip
+import json
+import os
+import subprocess
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import keras_metacleaner as kmc
+
+#: Every weighting the library knows, the parameter list of most core tests.
+ALL_WEIGHTINGS = sorted(kmc.layers.WEIGHTINGS)
+#: Weightings with trainable variables.
+LEARNED_WEIGHTINGS = [
+    name
+    for name in ALL_WEIGHTINGS
+    if kmc.layers.get_weighting(name, subset_size=2, hidden_units=4).__class__.__name__
+    not in ("ConstantWeighting", "LabelConfidenceWeighting")
+]
+
+
+def _call(layer, inputs, **call_kwargs):
+    inputs = inputs if isinstance(inputs, tuple) else (inputs,)
+    return layer(*inputs, **call_kwargs)
+
+
+def _assert_same_structure_close(actual, expected, atol=1e-6, msg=""):
+    actual = keras.tree.flatten(actual)
+    expected = keras.tree.flatten(expected)
+    assert len(actual) == len(expected), msg
+    for a, e in zip(actual, expected):
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(e), atol=atol, err_msg=msg
+        )
+
+
+def run_layer_test(
+    layer_cls,
+    init_kwargs: dict,
+    input_data,
+    expected_output_shape=None,
+    call_kwargs: dict | None = None,
+    expected_num_trainable_weights: int | None = None,
+    tmp_path=None,
+):
+    """Builds a layer, calls it and checks its serialization and a model save/load.
+
+    Checks, in order: the output shape(s); that `get_config` is JSON-able and
+    `from_config` gives a layer that, with the same weights, gives the same
+    output; that `keras.saving.serialize_keras_object` round-trips by its
+    registered name; and, when `tmp_path` is given, that a functional model
+    holding the layer survives `model.save(".keras")` / `load_model` with
+    identical outputs.
+
+    Args:
+        layer_cls: the layer class.
+        init_kwargs: constructor arguments.
+        input_data: one array or a tuple of arrays, passed positionally.
+        expected_output_shape: a shape tuple, or a tuple of shapes for
+            several outputs.
+        call_kwargs: extra keyword arguments of `call`.
+        expected_num_trainable_weights: checked when not None.
+        tmp_path: directory for the `.keras` file; skipped when None.
+
+    Returns:
+        The layer under test (built and called).
+
+    Example:
+
+    >>> run_layer_test(kmc.layers.MetaCleaner, {"subset_size": 2, "weighting": "constant"},
+    ...                np.ones((3, 2, 4), "float32"), expected_output_shape=(3, 4))
+    """
+    call_kwargs = call_kwargs or {}
+    inputs = input_data if isinstance(input_data, tuple) else (input_data,)
+    inputs = tuple(keras.ops.convert_to_tensor(x) for x in inputs)
+
+    layer = layer_cls(**init_kwargs)
+    output = _call(layer, inputs, **call_kwargs)
+    if expected_output_shape is not None:
+        shapes = [tuple(o.shape) for o in keras.tree.flatten(output)]
+        expected = (
+            list(expected_output_shape)
+            if isinstance(expected_output_shape[0], tuple)
+            else [tuple(expected_output_shape)]
+        )
+        assert shapes == expected, f"{layer_cls.__name__}: output shapes {shapes} != {expected}"
+        assert layer.compute_output_shape(inputs[0].shape) == (
+            tuple(expected[0]) if len(expected) == 1 else tuple(map(tuple, expected))
+        )
+    if expected_num_trainable_weights is not None:
+        assert len(layer.trainable_weights) == expected_num_trainable_weights
+
+    # get_config -> from_config: same configuration, same function.
+    config = layer.get_config()
+    json.dumps(config)  # must be JSON-able to go into a .keras file
+    clone = layer_cls.from_config(config)
+    _call(clone, inputs, **call_kwargs)
+    assert clone.get_config() == config
+    clone.set_weights(layer.get_weights())
+    _assert_same_structure_close(
+        _call(clone, inputs, **call_kwargs), output, msg="from_config clone differs"
+    )
+
+    # Registered: a serialized layer comes back as the same class by name.
+    revived = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
+    assert type(revived) is layer_cls
+    assert revived.get_config() == config
+
+    if tmp_path is not None:
+        symbolic = [keras.Input(tuple(x.shape[1:]), batch_size=None) for x in inputs]
+        model = keras.Model(symbolic, _call(layer, tuple(symbolic), **call_kwargs))
+        path = os.path.join(str(tmp_path), f"{layer.name}.keras")
+        model.save(path)
+        loaded = keras.models.load_model(path)
+        expected = model(list(inputs) if len(inputs) > 1 else inputs[0])
+        actual = loaded(list(inputs) if len(inputs) > 1 else inputs[0])
+        _assert_same_structure_close(actual, expected, msg="save/load changed the outputs")
+    return layer
+
+
+# ------------------------------------------------------------------ tiny data
+def random_subsets(
+    num_subsets: int = 4,
+    subset_size: int = 3,
+    image_shape=(8, 8, 1),
+    num_classes: int = 3,
+    seed: int = 0,
+):
+    """Random raw-pixel subsets `x [K, N, H, W, C]` float32 and labels `y [K]` int32."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0, 255, (num_subsets, subset_size, *image_shape)).astype("float32")
+    y = rng.integers(0, num_classes, num_subsets).astype("int32")
+    return x, y
+
+
+def tiny_model(
+    weighting: str = kmc.layers.DEFAULT_WEIGHTING,
+    subset_size: int = 3,
+    num_classes: int = 3,
+    image_shape=(8, 8, 1),
+    feature_dim: int = 16,
+    hidden_units: int = 8,
+    compile: bool = True,
+    learning_rate: float = 0.05,
+    metrics=("accuracy",),
+    **kwargs,
+) -> kmc.MetaCleanerModel:
+    """A MetaCleanerModel on an 8x8 small CNN, compiled with SGD (no BatchNorm: exact math)."""
+    backbone = kmc.models.small_cnn(image_shape, feature_dim=feature_dim)
+    model = kmc.MetaCleanerModel(
+        backbone,
+        num_classes=num_classes,
+        subset_size=subset_size,
+        weighting=weighting,
+        hidden_units=hidden_units,
+        **kwargs,
+    )
+    if compile:
+        model.compile(
+            optimizer=keras.optimizers.SGD(learning_rate),
+            loss="sparse_categorical_crossentropy",
+            metrics=list(metrics),
+        )
+    return model
+
+
+@functools.cache
+def two_replica_strategy() -> tf.distribute.MirroredStrategy:
+    """One MirroredStrategy over the two logical CPUs that tests/conftest.py makes.
+
+    Shared on purpose: a second MirroredStrategy in the same process reuses
+    collective instance keys, and all-reducing a model of another size then
+    fails with "Shape mismatch in the collective instance".
+    """
+    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+
+
+# ------------------------------------------------------------- Fashion-MNIST
+def _fashion_mnist_dir() -> str:
+    """Where the Debian package dataset-fashion-mnist put the files (never hard-coded)."""
+    try:
+        listing = subprocess.run(
+            ["dpkg", "-L", "dataset-fashion-mnist"], capture_output=True, text=True, check=True
+        ).stdout.split()
+    except (OSError, subprocess.CalledProcessError):
+        listing = []
+    for path in listing:
+        if path.endswith("train-images-idx3-ubyte.gz"):
+            return os.path.dirname(path)
+    found = glob.glob("/usr/share/**/train-images-idx3-ubyte.gz", recursive=True)
+    if not found:
+        raise FileNotFoundError(
+            "Fashion-MNIST not found: install the Debian package dataset-fashion-mnist."
+        )
+    return os.path.dirname(found[0])
+
+
+def fashion_mnist_train(num_examples: int, seed: int = 0):
+    """`num_examples` random training images `[n, 28, 28, 1]` float32 (0-255) and labels."""
+    root = _fashion_mnist_dir()
+    with gzip.open(os.path.join(root, "train-labels-idx1-ubyte.gz")) as f:
+        labels = np.frombuffer(f.read(), np.uint8, offset=8).astype("int32")
+    with gzip.open(os.path.join(root, "train-images-idx3-ubyte.gz")) as f:
+        images = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 28, 28, 1)
+    index = np.random.default_rng(seed).choice(len(labels), num_examples, replace=False)
+    return images[index].astype("float32"), labels[index]
+
+
+def symmetric_noise(labels, rate: float, num_classes: int, seed: int = 0):
+    """Flips exactly round(rate·n) labels to one of the other classes."""
+    rng = np.random.default_rng(seed)
+    noisy = labels.copy()
+    flipped = rng.choice(len(labels), int(round(rate * len(labels))), replace=False)
+    noisy[flipped] = (labels[flipped] + rng.integers(1, num_classes, len(flipped))) % num_classes
+    return noisy
+
+
+def group_subsets(images, labels, subset_size: int, seed: int = 0):
+    """NumPy grouping: every class's examples shuffled and cut into subsets of N.
+
+    Returns:
+        `x [K, N, ...]` and `y [K]`, K = Σ_c floor(n_c / N), subsets shuffled.
+    """
+    rng = np.random.default_rng(seed)
+    groups, group_labels = [], []
+    for c in np.unique(labels):
+        index = rng.permutation(np.flatnonzero(labels == c))
+        usable = len(index) // subset_size * subset_size
+        groups.append(index[:usable].reshape(-1, subset_size))
+        group_labels.append(np.full(usable // subset_size, c, "int32"))
+    groups = np.concatenate(groups)
+    group_labels = np.concatenate(group_labels)
+    order = rng.permutation(len(groups))
+    return images[groups[order]], group_labels[order]
+
+
+# ----------------------------------------------------------------- summaries
+def scalar_tags(event_dir: str) -> dict[str, list[float]]:
+    """Scalar summaries in the TF event files under `event_dir`: tag -> values."""
+    values: dict[str, list[float]] = {}
+    for path in sorted(
+        glob.glob(os.path.join(event_dir, "**", "events.out.tfevents.*"), recursive=True)
+    ):
+        for record in tf.data.TFRecordDataset(path):
+            event = tf.compat.v1.Event.FromString(record.numpy())
+            for value in event.summary.value:
+                if value.HasField("simple_value"):
+                    number = value.simple_value
+                else:
+                    number = float(tf.make_ndarray(value.tensor))
+                values.setdefault(value.tag, []).append(number)
+    return values
