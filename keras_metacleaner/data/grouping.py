@@ -1,0 +1,396 @@
+"""Class-grouped batches: K subsets of N same-label images, `[K, N, H, W, C]`.
+
+Two paths build the same batches:
+
+* the index path, for datasets with a random-access view (everything `load`
+  returns from in-memory arrays or image files, or any finite dataset with
+  `in_memory=True`): each epoch draws a permutation of the example indices,
+  cuts every class into subsets of N, shuffles the subsets and only then
+  gathers (or reads and decodes) the images. Memory is the label array; the
+  images are touched once per use.
+* the streaming path, for any other `(image, label)` dataset: a seeded
+  shuffle buffer, `group_by_window` keyed by label, repair of the incomplete
+  windows it flushes at the end of the input, a shuffle of the subsets, and
+  `batch(K, drop_remainder=True)`. Memory is bounded by the buffers
+  (`shuffle_buffer` + (N - 1) · C images + the subset buffer).
+
+Both redraw subsets every epoch from a seed that changes deterministically per
+iteration, use each example about once per epoch, pad a class's last
+incomplete subset (or a class smaller than N) by sampling its members with
+replacement, and emit static shapes so a distribution strategy can split the
+batch between replicas along K without cutting a subset.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import tensorflow as tf
+
+from keras_metacleaner.data import indexed
+
+logger = logging.getLogger(__name__)
+
+AUTOTUNE = tf.data.AUTOTUNE
+_MAX_INT = 2**31 - 1
+
+
+def _check_positive_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"`{name}` must be an integer >= 1, got {value!r}.")
+    return int(value)
+
+
+def _check_element_spec(dataset: tf.data.Dataset) -> None:
+    spec = dataset.element_spec
+    if not isinstance(spec, tuple) or len(spec) != 2:
+        raise ValueError(
+            f"group_by_class needs a dataset of (image, label) pairs; its element_spec is {spec}."
+        )
+    label_spec = spec[1]
+    if not label_spec.dtype.is_integer or label_spec.shape.rank != 0:
+        raise ValueError(
+            f"group_by_class needs scalar integer labels (class ids); got label spec {label_spec}."
+        )
+
+
+def _check_replicas(groups_per_batch: int, num_replicas: int | None) -> None:
+    if num_replicas is None:
+        num_replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    if groups_per_batch % num_replicas:
+        raise ValueError(
+            f"`groups_per_batch`={groups_per_batch} must be divisible by the number of "
+            f"replicas ({num_replicas}) so that no subset is split between replicas."
+        )
+
+
+def _log_small_classes(labels: np.ndarray, num_classes: int, subset_size: int) -> None:
+    counts = np.bincount(labels, minlength=num_classes)
+    small = np.flatnonzero((counts > 0) & (counts < subset_size))
+    if small.size:
+        logger.warning(
+            "%d class(es) have fewer than subset_size=%d examples and are sampled with "
+            "replacement: %s.",
+            small.size,
+            subset_size,
+            ", ".join(f"class {c} ({counts[c]})" for c in small[:20]),
+        )
+    empty = np.flatnonzero(counts == 0)
+    if empty.size:
+        logger.info("%d class(es) have no training examples: %s.", empty.size, empty[:20].tolist())
+
+
+def _epoch_seeds(seed: int) -> tf.data.Dataset:
+    """One int64 per iteration, different every epoch, fixed by `seed`."""
+    return tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
+
+
+def _apply_augment(augment, image, label, seed):
+    if getattr(augment, "accepts_seed", False):
+        return augment(image, label, seed=seed)
+    return augment(image, label)
+
+
+def _materialize(dataset: tf.data.Dataset) -> indexed.IndexedSource:
+    cardinality = int(dataset.cardinality())
+    if cardinality == tf.data.INFINITE_CARDINALITY:
+        raise ValueError("in_memory=True needs a finite dataset; this one is infinite.")
+    images, labels = [], []
+    for x, y in dataset.batch(1024).as_numpy_iterator():
+        images.append(x)
+        labels.append(y)
+    if not labels:
+        raise ValueError("group_by_class: the dataset is empty.")
+    images = np.concatenate(images)
+    logger.info(
+        "group_by_class: holding %d examples (%.1f MB) in memory.",
+        len(images),
+        images.nbytes / 2**20,
+    )
+    return indexed.IndexedSource(
+        elements=images,
+        labels=np.concatenate(labels).astype(np.int32),
+        load_fn=lambda x: tf.cast(x, tf.float32),
+    )
+
+
+def group_by_class(
+    dataset: tf.data.Dataset,
+    subset_size: int,
+    groups_per_batch: int,
+    seed: int = 0,
+    num_classes: int | None = None,
+    augment=None,
+    labels=None,
+    in_memory: bool | None = None,
+    shuffle_buffer: int = 10_000,
+    subset_shuffle_buffer: int | None = None,
+    num_replicas: int | None = None,
+    num_parallel_calls: int = AUTOTUNE,
+) -> tf.data.Dataset:
+    """Batches K subsets of N images that share a label.
+
+    Args:
+        dataset: finite `tf.data.Dataset` of `(image, label)`, unbatched.
+        subset_size: N, images per subset.
+        groups_per_batch: K, subsets per batch. May exceed the number of
+            classes (classes then repeat within a batch). Must be divisible
+            by the number of replicas of the current strategy.
+        seed: seed of every draw; the same seed gives the same sequence of
+            epochs.
+        num_classes: number of classes (inferred from the labels if omitted).
+        augment: optional per-image transform `(image, label) -> (image,
+            label)`, e.g. `preprocessing.train_augment(...)`; applied to each
+            image after it is drawn, with a per-image seed when it accepts one.
+        labels: optional labels in dataset order (e.g. `info.train_labels`);
+            used to warn about small classes and to check the view from
+            `load`.
+        in_memory: `None` uses the index path when the dataset has a
+            random-access view (datasets from `load`); `True` also copies any
+            other finite dataset into memory once to use it; `False` forces
+            the streaming path.
+        shuffle_buffer: streaming path: examples in the shuffle buffer.
+        subset_shuffle_buffer: streaming path: subsets in the buffer that
+            mixes classes before batching (default `4 * K`).
+        num_replicas: replicas to check K against (default: current strategy).
+        num_parallel_calls: parallelism of the image maps.
+
+    Returns:
+        A dataset of `(x float32 [K, N, H, W, C], y int32 [K])`; iterating it
+        again (or `.repeat()`) draws new subsets.
+
+    Example:
+
+    >>> import numpy as np
+    >>> x = np.zeros((40, 8, 8, 1), "float32"); y = np.arange(40) % 4
+    >>> ds = tf.data.Dataset.from_tensor_slices((x, y))
+    >>> xb, yb = next(iter(group_by_class(ds, subset_size=3, groups_per_batch=2)))
+    >>> xb.shape, yb.shape
+    (TensorShape([2, 3, 8, 8, 1]), TensorShape([2]))
+    """
+    subset_size = _check_positive_int(subset_size, "subset_size")
+    groups_per_batch = _check_positive_int(groups_per_batch, "groups_per_batch")
+    if not isinstance(dataset, tf.data.Dataset):
+        raise TypeError(f"`dataset` must be a tf.data.Dataset, got {type(dataset).__name__}.")
+    _check_element_spec(dataset)
+    _check_replicas(groups_per_batch, num_replicas)
+
+    source = None if in_memory is False else indexed.get_source(dataset)
+    if source is None and in_memory:
+        source = _materialize(dataset)
+    if labels is not None:
+        labels = np.asarray(labels)
+        if source is not None and labels.shape != source.labels.shape:
+            raise ValueError(
+                f"`labels` has {labels.shape[0]} entries but the dataset has {source.size} elements."
+            )
+    elif source is not None:
+        labels = source.labels
+    if labels is not None:
+        if labels.size and (not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0):
+            raise ValueError("`labels` must be non-negative integer class ids.")
+        if num_classes is None:
+            num_classes = int(labels.max()) + 1 if labels.size else 0
+        elif labels.size and labels.max() >= num_classes:
+            raise ValueError(f"`labels` contain {labels.max()} >= num_classes={num_classes}.")
+        _log_small_classes(labels.astype(np.int64), num_classes, subset_size)
+
+    if source is not None:
+        if labels is not source.labels:
+            source = source.with_labels(labels)
+        return _index_path(source, subset_size, groups_per_batch, seed, augment, num_parallel_calls)
+    return _streaming_path(
+        dataset,
+        subset_size,
+        groups_per_batch,
+        seed,
+        augment,
+        shuffle_buffer,
+        subset_shuffle_buffer or 4 * groups_per_batch,
+        num_parallel_calls,
+    )
+
+
+# ---------------------------------------------------------------- index path
+def _subset_plan(labels: np.ndarray, subset_size: int, groups_per_batch: int, seed: int):
+    """Returns `plan(epoch_seed) -> int64 [B * K * N]` example indices and B."""
+    n = labels.size
+    num_classes = int(labels.max()) + 1
+    counts = np.bincount(labels, minlength=num_classes).astype(np.int64)
+    groups = -(-counts // subset_size)
+    total = int(groups.sum())
+    batches = total // groups_per_batch
+    if batches == 0:
+        raise ValueError(
+            f"group_by_class: the data yields only {total} subsets of {subset_size} per epoch, "
+            f"fewer than groups_per_batch={groups_per_batch}; lower groups_per_batch."
+        )
+    group_class = np.repeat(np.arange(num_classes), groups)
+    first_group = np.cumsum(groups) - groups
+    rank = np.arange(total) - first_group[group_class]
+    position = rank[:, None] * subset_size + np.arange(subset_size)[None, :]
+    class_count = counts[group_class][:, None]
+    valid = position < class_count
+    start = (np.cumsum(counts) - counts)[group_class][:, None]
+
+    labels_t = tf.constant(labels, tf.int32)
+    position_t = tf.constant(position, tf.int64)
+    valid_t = tf.constant(valid)
+    count_t = tf.constant(np.broadcast_to(class_count, valid.shape), tf.int64)
+    start_t = tf.constant(np.broadcast_to(start, valid.shape), tf.int64)
+    used = batches * groups_per_batch * subset_size
+
+    def plan(epoch_seed):
+        seeds = [tf.stack([epoch_seed, tf.constant(seed + k, tf.int64)]) for k in range(3)]
+        permutation = tf.random.experimental.stateless_shuffle(
+            tf.range(n, dtype=tf.int64), seed=seeds[0]
+        )
+        # Stable sort by label: classes become contiguous, each in random order.
+        by_class = tf.gather(permutation, tf.argsort(tf.gather(labels_t, permutation), stable=True))
+        draws = tf.random.stateless_uniform(
+            tf.shape(position_t), seeds[1], maxval=_MAX_INT, dtype=tf.int64
+        )
+        filled = tf.where(valid_t, position_t, draws % count_t)
+        subsets = tf.gather(by_class, start_t + filled)
+        order = tf.random.experimental.stateless_shuffle(tf.range(total, dtype=tf.int64), seeds[2])
+        return tf.reshape(tf.gather(subsets, order), [-1])[:used]
+
+    return plan, batches
+
+
+def _index_path(source, subset_size, groups_per_batch, seed, augment, num_parallel_calls):
+    plan, batches = _subset_plan(
+        source.labels.astype(np.int64), subset_size, groups_per_batch, seed
+    )
+    per_batch = groups_per_batch * subset_size
+    elements = tf.constant(source.elements)
+    labels_t = tf.constant(source.labels, tf.int32)
+
+    def epoch(epoch_seed):
+        indices = plan(epoch_seed)
+        positions = tf.range(tf.size(indices, out_type=tf.int64), dtype=tf.int64)
+        # Each element also carries its predecessor's index: when one file is
+        # skipped, the next survivor names it in the report.
+        previous = tf.concat([[-1], indices[:-1]], axis=0)
+        seeds = tf.fill(tf.shape(indices), epoch_seed)
+        return tf.data.Dataset.from_tensor_slices((indices, positions, previous, seeds))
+
+    draws = _epoch_seeds(seed).flat_map(epoch)
+
+    if not source.is_files and augment is None:
+        # Whole batches at once: one gather of K·N images instead of K·N maps.
+        def gather_batch(indices, positions, previous, epoch_seeds):
+            del positions, previous, epoch_seeds
+            images = source.load_fn(tf.gather(elements, indices))
+            images = tf.reshape(images, [groups_per_batch, subset_size, *images.shape[1:]])
+            labels = tf.gather(labels_t, indices[::subset_size])
+            return images, labels
+
+        ds = draws.batch(per_batch, drop_remainder=True).map(
+            gather_batch, num_parallel_calls=num_parallel_calls
+        )
+        return ds.apply(tf.data.experimental.assert_cardinality(batches)).prefetch(AUTOTUNE)
+
+    def load_one(index, position, previous, epoch_seed):
+        del previous
+        image = source.load_fn(tf.gather(elements, index))
+        label = tf.gather(labels_t, index)
+        if augment is not None:
+            image, label = _apply_augment(augment, image, label, tf.stack([epoch_seed, position]))
+        return image, label
+
+    if not source.is_files:
+        ds = draws.map(load_one, num_parallel_calls=num_parallel_calls)
+        ds = ds.batch(subset_size, drop_remainder=True).map(lambda x, y: (x, y[0]))
+        ds = ds.batch(groups_per_batch, drop_remainder=True)
+        return ds.apply(tf.data.experimental.assert_cardinality(batches)).prefetch(AUTOTUNE)
+
+    # Files can fail to decode: read each image on its own, drop failures, and
+    # regroup by subset number so one bad file costs one member, not a subset.
+    paths = source.elements
+
+    def load_file(index, position, previous, epoch_seed):
+        image, label = load_one(index, position, previous, epoch_seed)
+        return position, previous, (position // subset_size, image, label)
+
+    def report(start, stop, previous):
+        if source.errors is not None:
+            last = paths[previous] if previous >= 0 else ""
+            source.errors.record([""] * (stop - start - 1) + [last])
+
+    ds = draws.map(load_file, num_parallel_calls=num_parallel_calls)
+    ds = indexed.skip_unreadable(ds, report)
+    ds = ds.group_by_window(
+        key_func=lambda subset, image, label: subset,
+        reduce_func=lambda key, window: window.batch(subset_size),
+        window_size=subset_size,
+    )
+    ds = _repair_subsets(ds.map(lambda subset, x, y: (x, y)), subset_size, seed)
+    ds = ds.batch(groups_per_batch, drop_remainder=True)
+    return ds.prefetch(AUTOTUNE)
+
+
+# ------------------------------------------------------------ streaming path
+def _repair_subsets(ds: tf.data.Dataset, subset_size: int, seed: int) -> tf.data.Dataset:
+    """Pads windows shorter than N by resampling their members; labels to `[]`.
+
+    `group_by_window` flushes every incomplete window at the end of the
+    input; a class with fewer than N examples only ever gives such a window.
+    """
+
+    def repair(window, draw):
+        x, y = window
+        count = tf.shape(y, out_type=tf.int64)[0]
+        extra = (
+            tf.random.stateless_uniform(
+                [subset_size],
+                tf.stack([draw, tf.constant(seed, tf.int64)]),
+                maxval=_MAX_INT,
+                dtype=tf.int64,
+            )
+            % count
+        )
+        index = tf.where(
+            tf.range(subset_size, dtype=tf.int64) < count,
+            tf.range(subset_size, dtype=tf.int64),
+            extra,
+        )
+        x = tf.gather(x, index)
+        x.set_shape([subset_size, *x.shape[1:]])
+        return x, tf.cast(y[0], tf.int32)
+
+    draws = tf.data.Dataset.random(seed=seed + 7, rerandomize_each_iteration=True)
+    return tf.data.Dataset.zip((ds, draws)).map(repair)
+
+
+def _streaming_path(
+    dataset,
+    subset_size,
+    groups_per_batch,
+    seed,
+    augment,
+    shuffle_buffer,
+    subset_buffer,
+    num_parallel_calls,
+):
+    ds = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    if augment is not None:
+        draws = tf.data.Dataset.random(seed=seed + 1, rerandomize_each_iteration=True)
+
+        def apply(element, draw):
+            image, label = element
+            return _apply_augment(
+                augment, image, label, tf.stack([draw, tf.constant(seed, tf.int64)])
+            )
+
+        ds = tf.data.Dataset.zip((ds, draws)).map(apply, num_parallel_calls=num_parallel_calls)
+    ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y))
+    ds = ds.group_by_window(
+        key_func=lambda x, y: tf.cast(y, tf.int64),
+        reduce_func=lambda key, window: window.batch(subset_size),
+        window_size=subset_size,
+    )
+    ds = _repair_subsets(ds, subset_size, seed)
+    ds = ds.shuffle(subset_buffer, seed=seed + 2, reshuffle_each_iteration=True)
+    return ds.batch(groups_per_batch, drop_remainder=True).prefetch(AUTOTUNE)

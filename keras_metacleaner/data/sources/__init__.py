@@ -1,0 +1,1 @@
+"""Dataset sources: each turns files on disk into `(train, test, info)`."""

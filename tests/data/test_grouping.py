@@ -1,0 +1,215 @@
+"""Tests for keras_metacleaner.data.grouping (both the index and the streaming path)."""
+
+import logging
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_metacleaner as kmc
+from keras_metacleaner.data import group_by_class
+from keras_metacleaner.data.sources import common
+
+PATHS = ["index", "stream"]
+
+
+def _data(labels, size=4):
+    """Images whose pixels all equal their index, so batches can be traced back."""
+    labels = np.asarray(labels, dtype=np.int32)
+    images = np.broadcast_to(
+        np.arange(labels.size, dtype=np.float32)[:, None, None, None], (labels.size, size, size, 1)
+    ).copy()
+    return images, labels
+
+
+def _dataset(labels, path):
+    images, labels = _data(labels)
+    if path == "index":
+        return common.array_dataset(images, labels)
+    # A user-mapped dataset has no random-access view: the streaming path.
+    return tf.data.Dataset.from_tensor_slices((images, labels)).map(lambda x, y: (x, y))
+
+
+def _epoch(ds):
+    """All batches of one iteration as (indices [B, K, N], labels [B, K])."""
+    indices, labels = [], []
+    for x, y in ds:
+        indices.append(x.numpy()[..., 0, 0, 0].astype(int))
+        labels.append(y.numpy())
+    return np.stack(indices), np.stack(labels)
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_subsets_share_their_label_and_shapes_are_static(path):
+    labels = np.arange(96) % 6
+    ds = group_by_class(_dataset(labels, path), subset_size=4, groups_per_batch=3, seed=1)
+    assert ds.element_spec[0].shape == (3, 4, 4, 4, 1)
+    assert ds.element_spec[1].shape == (3,)
+    assert ds.element_spec[1].dtype == tf.int32
+    indices, batch_labels = _epoch(ds)
+    np.testing.assert_array_equal(labels[indices], np.repeat(batch_labels[..., None], 4, -1))
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_each_example_used_once_per_epoch_when_classes_divide(path):
+    # 4 classes of 12, N=4: 12 subsets, K=3: 4 full batches, nothing padded or dropped.
+    labels = np.arange(48) % 4
+    ds = group_by_class(_dataset(labels, path), subset_size=4, groups_per_batch=3, seed=0)
+    indices, _ = _epoch(ds)
+    np.testing.assert_array_equal(np.sort(indices.ravel()), np.arange(48))
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_subsets_are_redrawn_every_epoch_and_deterministic(path):
+    labels = np.arange(120) % 5
+
+    def build(seed):
+        return group_by_class(_dataset(labels, path), 4, 5, seed=seed)
+
+    ds = build(3)
+    first, second = _epoch(ds)[0], _epoch(ds)[0]
+    assert not np.array_equal(first, second), "the second epoch repeated the first one"
+    again = build(3)
+    np.testing.assert_array_equal(_epoch(again)[0], first)
+    np.testing.assert_array_equal(_epoch(again)[0], second)
+    assert not np.array_equal(_epoch(build(4))[0], first)
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_more_groups_than_classes(path):
+    labels = np.arange(64) % 2
+    ds = group_by_class(_dataset(labels, path), subset_size=2, groups_per_batch=8, seed=0)
+    indices, batch_labels = _epoch(ds)
+    assert batch_labels.shape[1] == 8
+    assert set(np.unique(batch_labels[0])) <= {0, 1}
+    np.testing.assert_array_equal(labels[indices], np.repeat(batch_labels[..., None], 2, -1))
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_small_class_is_sampled_with_replacement(path, caplog):
+    # Class 3 has 2 examples (< N=4); class 4 has none (num_classes=5).
+    labels = np.concatenate([np.arange(60) % 3, [3, 3]])
+    with caplog.at_level(logging.WARNING, logger="keras_metacleaner"):
+        ds = group_by_class(
+            _dataset(labels, path), 4, 2, seed=0, num_classes=5, labels=labels, in_memory=None
+        )
+    assert any("fewer than subset_size=4" in r.getMessage() for r in caplog.records)
+    seen = []
+    for _ in range(6):
+        indices, batch_labels = _epoch(ds)
+        np.testing.assert_array_equal(labels[indices], np.repeat(batch_labels[..., None], 4, -1))
+        seen += [row for row, y in zip(indices.reshape(-1, 4), batch_labels.ravel()) if y == 3]
+    assert seen, "the small class never appeared in six epochs"
+    for row in seen:
+        assert set(row) <= {60, 61}
+        assert len(row) == 4
+
+
+def test_index_path_pads_last_subset_of_a_class_from_that_class():
+    labels = np.array([0] * 7 + [1] * 9)
+    ds = group_by_class(_dataset(labels, "index"), subset_size=4, groups_per_batch=1, seed=0)
+    indices, _ = _epoch(ds)
+    # ceil(7/4) + ceil(9/4) = 5 subsets, every example present at least once.
+    assert indices.shape[0] == 5
+    assert set(indices.ravel()) == set(range(16))
+
+
+def test_streaming_path_repairs_incomplete_windows():
+    # 7 and 9 examples per class: group_by_window flushes windows of 3 and 1.
+    labels = np.array([0] * 7 + [1] * 9)
+    ds = group_by_class(_dataset(labels, "stream"), subset_size=4, groups_per_batch=1, seed=0)
+    indices, batch_labels = _epoch(ds)
+    assert indices.shape == (5, 1, 4)
+    assert set(indices.ravel()) == set(range(16))
+    np.testing.assert_array_equal(labels[indices], np.repeat(batch_labels[..., None], 4, -1))
+
+
+def test_augment_is_applied_per_image_and_deterministic():
+    images = np.random.default_rng(0).uniform(0, 255, (40, 10, 10, 1)).astype("float32")
+    labels = (np.arange(40) % 4).astype("int32")
+    augment = kmc.data.train_augment(8)
+
+    def build():
+        return group_by_class(common.array_dataset(images, labels), 2, 4, seed=5, augment=augment)
+
+    first = [x.numpy() for x, _ in build()]
+    assert first[0].shape == (4, 2, 8, 8, 1)
+    np.testing.assert_array_equal(
+        np.concatenate(first), np.concatenate([x.numpy() for x, _ in build()])
+    )
+
+
+def test_in_memory_materializes_a_plain_dataset():
+    images, labels = _data(np.arange(32) % 4)
+    plain = tf.data.Dataset.from_tensor_slices((images, labels)).map(lambda x, y: (x, y))
+    ds = group_by_class(plain, 4, 2, seed=0, in_memory=True)
+    indices, batch_labels = _epoch(ds)
+    np.testing.assert_array_equal(np.sort(indices.ravel()), np.arange(32))
+    np.testing.assert_array_equal(labels[indices], np.repeat(batch_labels[..., None], 4, -1))
+
+
+def test_replace_labels_keeps_the_index_path():
+    images, labels = _data(np.arange(40) % 4)
+    noisy, _ = kmc.data.add_label_noise(labels, 0.5, "symmetric", num_classes=4, seed=0)
+    ds = kmc.data.replace_labels(common.array_dataset(images, labels), noisy)
+    assert kmc.data.indexed.get_source(ds) is not None
+    indices, batch_labels = _epoch(group_by_class(ds, 2, 2, seed=0))
+    np.testing.assert_array_equal(noisy[indices], np.repeat(batch_labels[..., None], 2, -1))
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"subset_size": 0, "groups_per_batch": 2}, "subset_size"),
+        ({"subset_size": 2, "groups_per_batch": 2.5}, "groups_per_batch"),
+        ({"subset_size": 4, "groups_per_batch": 100}, "fewer than groups_per_batch=100"),
+        ({"subset_size": 2, "groups_per_batch": 3, "num_replicas": 2}, "divisible"),
+    ],
+)
+def test_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        group_by_class(_dataset(np.arange(40) % 4, "index"), **kwargs)
+
+
+def test_bad_datasets():
+    with pytest.raises(ValueError, match="integer labels"):
+        group_by_class(tf.data.Dataset.from_tensor_slices((np.zeros((4, 2)), np.zeros(4))), 2, 1)
+    with pytest.raises(ValueError, match=r"\(image, label\) pairs"):
+        group_by_class(tf.data.Dataset.range(4), 2, 1)
+    with pytest.raises(TypeError, match="tf.data.Dataset"):
+        group_by_class(np.zeros((4, 2)), 2, 1)
+
+
+def test_distribution_keeps_subsets_whole():
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    labels = np.arange(64) % 4
+    with strategy.scope():
+        with pytest.raises(ValueError, match="divisible by the number of replicas"):
+            group_by_class(_dataset(labels, "index"), 4, 3)
+        ds = group_by_class(_dataset(labels, "index"), 4, 4, seed=0)
+    batch = next(iter(strategy.experimental_distribute_dataset(ds)))
+    for x, y in zip(
+        strategy.experimental_local_results(batch[0]), strategy.experimental_local_results(batch[1])
+    ):
+        assert x.shape == (2, 4, 4, 4, 1)
+        np.testing.assert_array_equal(
+            labels[x.numpy()[..., 0, 0, 0].astype(int)], np.repeat(y.numpy()[:, None], 4, 1)
+        )
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_metacleaner_model_fits_on_grouped_batches(path):
+    images = np.random.default_rng(0).uniform(0, 255, (64, 28, 28, 1)).astype("float32")
+    labels = (np.arange(64) % 4).astype("int32")
+    source = common.array_dataset(images, labels)
+    if path == "stream":
+        source = source.map(lambda x, y: (x, y))
+    ds = group_by_class(source, subset_size=4, groups_per_batch=2, seed=0)
+    model = kmc.MetaCleanerModel(kmc.models.small_cnn((28, 28, 1)), num_classes=4, subset_size=4)
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss="sparse_categorical_crossentropy")
+    before = [w.numpy().copy() for w in model.trainable_weights]
+    history = model.fit(ds, epochs=1, steps_per_epoch=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    assert "alpha_mean" in history.history
+    assert any(not np.allclose(b, w.numpy()) for b, w in zip(before, model.trainable_weights))
