@@ -183,7 +183,8 @@ def group_by_class(
         labels = np.asarray(labels)
         if source is not None and labels.shape != source.labels.shape:
             raise ValueError(
-                f"`labels` has {labels.shape[0]} entries but the dataset has {source.size} elements."
+                f"`labels` has {labels.shape[0]} entries but the dataset has {source.size} "
+                "elements."
             )
     elif source is not None:
         labels = source.labels

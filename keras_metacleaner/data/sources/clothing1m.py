@@ -83,7 +83,8 @@ def load(root: str, options: dict, image_size=None, validation_split: float = 0.
         missing = [k for k in keys if k not in table]
         if missing:
             raise KeyError(
-                f"{listing}: {len(missing)} key(s) have no label in {table_name}, e.g. {missing[0]!r}."
+                f"{listing}: {len(missing)} key(s) have no label in {table_name}, "
+                f"e.g. {missing[0]!r}."
             )
         return [file(k) for k in keys], np.asarray([table[k] for k in keys], np.int32), keys
 

@@ -22,8 +22,8 @@ def _entries(path: str, what: str, columns: int) -> list[list[str]]:
     for number, row in enumerate(rows, start=2):
         if len(row) < columns or "/" not in row[0]:
             raise ValueError(
-                f"{path}:{number}: expected '<class>/<file>'{' + TAB + 0|1' if columns > 1 else ''}, "
-                f"got {lines[number - 1]!r}."
+                f"{path}:{number}: expected '<class>/<file>'"
+                f"{' + TAB + 0|1' if columns > 1 else ''}, got {lines[number - 1]!r}."
             )
     return rows
 

@@ -35,7 +35,8 @@ def from_arrays(arrays, name: str, image_size=None, validation_split: float = 0.
     x_test = common.as_nhwc(np.asarray(arrays["x_test"]), f"{name} x_test")
     if x_train.shape[1:] != x_test.shape[1:]:
         raise ValueError(
-            f"{name}: x_train images {x_train.shape[1:]} and x_test images {x_test.shape[1:]} differ."
+            f"{name}: x_train images {x_train.shape[1:]} and x_test images {x_test.shape[1:]} "
+            "differ."
         )
     class_names = arrays.get("class_names")
     num_classes = None if class_names is None else len(class_names)

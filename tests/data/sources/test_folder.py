@@ -1,0 +1,62 @@
+"""Tests for the folder: source."""
+
+import numpy as np
+import pytest
+
+import keras_metacleaner as kmc
+
+
+def _tree(root, image_writer, split="", per_class=(3, 2), ext=".jpg"):
+    for c, count in enumerate(per_class):
+        for i in range(count):
+            image_writer(str(root / split / f"class_{c}" / f"{i}{ext}"), value=40 * c + i, seed=i)
+
+
+def test_train_and_test_folders(tmp_path, image_writer):
+    _tree(tmp_path, image_writer, "train", (3, 4))
+    _tree(tmp_path, image_writer, "test", (1, 2), ext=".png")
+    train, test, info = kmc.data.load(f"folder:{tmp_path}", image_size=8)
+    assert info.class_names == ["class_0", "class_1"]
+    assert info.image_shape == (8, 8, 3)
+    assert (info.train_size, info.test_size) == (7, 3)
+    labels = [int(y) for _, y in train]
+    assert labels == [0, 0, 0, 1, 1, 1, 1] == info.train_labels.tolist()
+    assert [int(y) for _, y in test] == [0, 1, 1]
+    ds = kmc.data.group_by_class(train, 2, 2, seed=0)
+    for x, y in ds:
+        assert x.shape == (2, 2, 8, 8, 3)
+        # class_c images are filled with 40 * c + i: the label matches the pixels.
+        np.testing.assert_array_less(
+            np.abs(x.numpy().mean(axis=(2, 3, 4)) // 40 - y.numpy()[:, None]), 0.5
+        )
+
+
+def test_validation_split_holds_out_test_and_keeps_grayscale(tmp_path, image_writer):
+    for c in range(2):
+        for i in range(5):
+            image_writer(str(tmp_path / f"k{c}" / f"{i}.png"), mode="L", size=(6, 6))
+    train, test, info = kmc.data.load(f"folder:{tmp_path}", validation_split=0.2, seed=1)
+    assert info.image_shape == (6, 6, 1)
+    assert info.train_size == 8 and info.test_size == 2
+    assert len(list(test)) == 2
+
+
+def test_corrupt_file_is_skipped_in_grouping(tmp_path, image_writer, corrupt_writer):
+    _tree(tmp_path, image_writer, "train", (4, 4))
+    corrupt_writer(str(tmp_path / "train" / "class_0" / "9.jpg"))
+    _tree(tmp_path, image_writer, "test", (1, 1))
+    train, _, info = kmc.data.load(f"folder:{tmp_path}", image_size=8)
+    batches = list(kmc.data.group_by_class(train, 3, 1, seed=0))
+    assert len(batches) >= 3
+    assert info.decode_errors.count >= 1
+
+
+def test_folder_errors(tmp_path, image_writer):
+    with pytest.raises(FileNotFoundError, match="nothing"):
+        kmc.data.load(f"folder:{tmp_path}/nothing")
+    _tree(tmp_path, image_writer, "", (2, 2))
+    with pytest.raises(ValueError, match="validation_split"):
+        kmc.data.load(f"folder:{tmp_path}")
+    (tmp_path / "empty" / "a").mkdir(parents=True)
+    with pytest.raises(ValueError, match="no .jpg"):
+        kmc.data.load(f"folder:{tmp_path}/empty", validation_split=0.5)
