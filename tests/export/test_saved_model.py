@@ -189,3 +189,25 @@ def test_bad_arguments_fail_before_writing(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(NotADirectoryError, match="is a file"):
         kmc.export.export_for_serving(model, tmp_path / "file")
+
+
+def test_loads_like_tf_serving_in_a_graph_mode_session(trained_model, exported, sample_images):
+    """TF Serving's C++ loader: tag "serve", signature_defs by tensor name, the init op
+    filling the class-name table from assets/ - no Python objects involved."""
+    images, _ = sample_images
+    expected = keras_probabilities(trained_model, images)
+    pngs = [tf.io.encode_png(image).numpy() for image in images]
+    graph = tf.Graph()
+    with graph.as_default(), tf.compat.v1.Session(graph=graph) as session:
+        meta_graph = tf.compat.v1.saved_model.loader.load(session, ["serve"], exported[0])
+        assert set(kmc.export.SIGNATURES) <= set(meta_graph.signature_def)
+        for name, value in (("serving_default", images.astype("float32")), ("serving_bytes", pngs)):
+            signature = meta_graph.signature_def[name]
+            assert signature.method_name == "tensorflow/serving/predict"
+            (input_info,) = signature.inputs.values()
+            fetches = {key: info.name for key, info in signature.outputs.items()}
+            result = session.run(fetches, {input_info.name: value})
+            np.testing.assert_allclose(result["probabilities"], expected, atol=1e-5, err_msg=name)
+            assert [n.decode() for n in result["class_name"]] == [
+                CLASS_NAMES[i] for i in expected.argmax(-1)
+            ]
