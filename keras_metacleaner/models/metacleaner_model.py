@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -361,7 +363,9 @@ class MetaCleanerModel(keras.Model):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
+        # Deep copy: deserializing a Functional backbone pops keys from its
+        # nested config, which would empty the caller's dict.
+        config = copy.deepcopy(config)
         config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
         config["weighting"] = keras.saving.deserialize_keras_object(config["weighting"])
         return cls(**config)
