@@ -1,0 +1,318 @@
+"""Accuracy of MetaCleaner against plain training on Fashion-MNIST with label noise.
+
+Every run uses the same backbone (small CNN), optimizer, images per step
+(K·N), steps per epoch, epochs and seed; only the method differs. Results are
+appended to a JSONL file (one line a run, so a long sweep can be resumed), and
+`--report` renders the mean and standard deviation over seeds as Markdown.
+
+Examples:
+
+    # the main comparison (3 seeds, 5 noise rates and pairflip)
+    python benchmarks/accuracy.py --suite main
+    # Table 2 / Table 3 ablations, subset sizes
+    python benchmarks/accuracy.py --suite weightings
+    python benchmarks/accuracy.py --suite subset_size
+    # render tables from what has been measured
+    python benchmarks/accuracy.py --report
+    # the smoke run of `make test`
+    python benchmarks/accuracy.py --quick --out /tmp/acc.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import multiprocessing as mp
+import os
+import sys
+import time
+
+import numpy as np
+
+OUT = os.path.join(os.path.dirname(__file__), "out", "accuracy.jsonl")
+
+# name -> MetaCleanerModel keyword arguments (None: plain training).
+METHODS = {
+    "baseline": None,
+    "constant": dict(weighting="constant"),
+    "attention_sig": dict(weighting="attention_sig"),
+    "attention_exp": dict(weighting="attention_exp"),
+    "fc_fc_sig": dict(weighting="fc_fc_sig"),
+    "fc_fc_relu_sig": dict(weighting="fc_fc_relu_sig"),
+    "fc_relu_fc_relu_sig": dict(weighting="fc_relu_fc_relu_sig"),
+    "agreement": dict(weighting="agreement"),
+    "label_confidence": dict(weighting="label_confidence"),
+    "label_confidence+member": dict(weighting="label_confidence", member_loss_weight=1.0),
+    "loss_reweight:fc_fc_relu_sig": dict(weighting="fc_fc_relu_sig", mode="loss_reweight"),
+    "loss_reweight:label_confidence": dict(weighting="label_confidence", mode="loss_reweight"),
+}
+
+SUITES = {
+    # (methods, noise settings, subset sizes)
+    "main": (
+        ["baseline", "constant", "fc_fc_relu_sig", "label_confidence+member"],
+        [("symmetric", r) for r in (0.0, 0.2, 0.4, 0.6, 0.8)] + [("pairflip", 0.45)],
+        [4],
+    ),
+    "weightings": (
+        [m for m in METHODS if m != "baseline"],
+        [("symmetric", 0.4)],
+        [4],
+    ),
+    "subset_size": (
+        ["label_confidence+member"],
+        [("symmetric", r) for r in (0.2, 0.4, 0.6)],
+        [1, 2, 3, 4, 5, 6],
+    ),
+}
+
+
+def _arrays(dataset):
+    images, labels = zip(*dataset.batch(10_000).as_numpy_iterator())
+    return np.concatenate(images), np.concatenate(labels)
+
+
+def _load_fashion_mnist(train_size: int, seed: int):
+    import keras_metacleaner as kmc
+
+    train, test, info = kmc.data.load("fashion_mnist")
+    x_train, y_train = _arrays(train)
+    x_test, y_test = _arrays(test)
+    keep = np.random.default_rng(seed).permutation(len(y_train))[:train_size]
+    return x_train[keep], y_train[keep].astype("int32"), x_test, y_test.astype("int32"), info
+
+
+def run_one(config: dict) -> dict:
+    """Trains one configuration and returns its measurements."""
+    threads = config.get("threads", 1)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    import keras_metacleaner as kmc
+
+    seed, n_subset, k = config["seed"], config["subset_size"], config["groups_per_batch"]
+    keras.utils.set_random_seed(seed)
+    x, y_clean, x_test, y_test, info = _load_fashion_mnist(config["train_size"], seed)
+    if config["noise_rate"] > 0:
+        y_noisy, flipped = kmc.data.add_label_noise(
+            y_clean, config["noise_rate"], config["noise_type"], info.num_classes, seed=seed
+        )
+    else:
+        y_noisy, flipped = y_clean.copy(), np.zeros(len(y_clean), bool)
+    images_per_step = n_subset * k
+    steps = len(y_noisy) // images_per_step
+    epochs = config["epochs"]
+    lr = config["learning_rate"]
+    if config.get("lr_decay_epochs"):
+        boundaries = [
+            steps * e for e in range(config["lr_decay_epochs"], epochs, config["lr_decay_epochs"])
+        ]
+        lr = keras.optimizers.schedules.PiecewiseConstantDecay(
+            boundaries, [config["learning_rate"] * 0.1**i for i in range(len(boundaries) + 1)]
+        )
+    backbone = kmc.models.small_cnn(info.image_shape)
+    method = METHODS[config["method"]]
+    train = tf.data.Dataset.from_tensor_slices((x.astype("float32"), y_noisy))
+    if method is None:
+        images = keras.Input(info.image_shape)
+        logits = keras.layers.Dense(info.num_classes)(backbone(images))
+        model = keras.Model(images, keras.layers.Activation("softmax")(logits))
+        data = train.shuffle(len(y_noisy), seed=seed, reshuffle_each_iteration=True)
+        data = data.batch(images_per_step, drop_remainder=True)
+    else:
+        model = kmc.MetaCleanerModel(backbone, info.num_classes, n_subset, seed=seed, **method)
+        data = kmc.data.group_by_class(
+            train, n_subset, k, seed=seed, num_classes=info.num_classes, in_memory=True
+        )
+    data = data.take(steps).prefetch(2)
+    model.compile(
+        optimizer=keras.optimizers.SGD(lr, momentum=0.9),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    start = time.time()
+    history = model.fit(
+        data,
+        epochs=epochs,
+        validation_data=(x_test.astype("float32"), y_test),
+        validation_batch_size=1000,
+        verbose=0,
+    ).history
+    seconds = time.time() - start
+    classifier = model if method is None else model.inference_model()
+    predicted = classifier.predict(x.astype("float32"), batch_size=1000, verbose=0).argmax(-1)
+    accuracy = history["val_accuracy"]
+    result = dict(
+        config,
+        best_accuracy=float(max(accuracy)),
+        best_epoch=int(np.argmax(accuracy)) + 1,
+        final_accuracy=float(accuracy[-1]),
+        test_accuracy_curve=[float(a) for a in accuracy],
+        realised_noise=float(flipped.mean()),
+        flipped_fitted=float((predicted[flipped] == y_noisy[flipped]).mean())
+        if flipped.any()
+        else None,
+        seconds_per_epoch=seconds / epochs,
+    )
+    if method is not None:
+        for key in ("alpha_mean", "alpha_std", "alpha_floor"):
+            result[key] = float(history[key][-1])
+        probe = slice(0, min(5000, len(y_noisy)))
+        if flipped.any() and n_subset > 1:
+            scores = kmc.analysis.alpha_scores(model, x[probe], y_noisy[probe], draws=2, seed=seed)
+            result["alpha_auroc"] = kmc.analysis.auroc(scores, ~flipped[probe])
+    return result
+
+
+def _key(config: dict) -> str:
+    fields = ("method", "noise_type", "noise_rate", "subset_size", "seed", "epochs", "train_size")
+    fields += ("lr_decay_epochs",)
+    return json.dumps([config.get(f) for f in fields])
+
+
+def _done(path: str) -> dict:
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        return {_key(r): r for r in map(json.loads, f) if r}
+
+
+def _append(path: str, result: dict) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    # One line a run, flushed whole: an interrupted sweep loses at most the run in flight.
+    with open(path, "a") as f:
+        f.write(json.dumps(result) + "\n")
+
+
+def configs_for(args) -> list[dict]:
+    methods, noises, sizes = SUITES[args.suite]
+    if args.methods:
+        methods = args.methods.split(",")
+    configs = []
+    for seed, (kind, rate), n_subset, method in itertools.product(
+        range(args.seeds), noises, sizes, methods
+    ):
+        configs.append(
+            dict(
+                method=method,
+                noise_type=kind,
+                noise_rate=rate,
+                subset_size=n_subset,
+                groups_per_batch=args.images_per_step // n_subset,
+                seed=seed,
+                epochs=args.epochs,
+                train_size=args.train_size,
+                learning_rate=args.learning_rate,
+                lr_decay_epochs=args.lr_decay_epochs,
+                images_per_step=args.images_per_step,
+            )
+        )
+    return configs
+
+
+def report(path: str) -> str:
+    """Markdown tables: mean ± std over seeds of each measured configuration."""
+    rows = {}
+    for r in _done(path).values():
+        group = (
+            r["noise_type"],
+            r["noise_rate"],
+            r["subset_size"],
+            r["epochs"],
+            r.get("lr_decay_epochs"),
+            r["method"],
+        )
+        rows.setdefault(group, []).append(r)
+
+    def stat(values, scale=100.0):
+        values = [v for v in values if v is not None]
+        if not values:
+            return "–"
+        values = np.asarray(values, float) * scale
+        return (
+            f"{values.mean():.2f} ± {values.std():.2f}" if len(values) > 1 else f"{values[0]:.2f}"
+        )
+
+    lines = [
+        "| noise | N | epochs | lr decay | method | seeds | best-epoch acc | final acc "
+        "| flipped fitted | α AUROC | α floor share |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for group in sorted(rows, key=lambda g: (g[0], g[1], g[3], str(g[4]), g[2], g[5])):
+        rs = rows[group]
+        kind, rate, n_subset, epochs, decay, method = group
+        lines.append(
+            f"| {kind} {rate:.0%} | {n_subset} | {epochs} | {decay or '–'} | {method} "
+            f"| {len(rs)} | {stat([r['best_accuracy'] for r in rs])} "
+            f"| {stat([r['final_accuracy'] for r in rs])} | "
+            f"{stat([r.get('flipped_fitted') for r in rs])} | "
+            f"{stat([r.get('alpha_auroc') for r in rs], 1.0)} | "
+            f"{stat([r.get('alpha_floor') for r in rs], 1.0)} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--suite", choices=sorted(SUITES), default="main")
+    parser.add_argument(
+        "--methods", default="", help="comma-separated subset of the suite's methods"
+    )
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--train_size", type=int, default=20000)
+    parser.add_argument("--images_per_step", type=int, default=128)
+    parser.add_argument("--learning_rate", type=float, default=0.02)
+    parser.add_argument(
+        "--lr_decay_epochs", type=int, default=0, help="divide lr by 10 every so many epochs"
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=2, help="runs in parallel, one thread each (0: in this process)"
+    )
+    parser.add_argument("--out", default=OUT)
+    parser.add_argument("--report", action="store_true", help="print tables of --out and exit")
+    parser.add_argument("--quick", action="store_true", help="one tiny run a method (smoke test)")
+    args = parser.parse_args(argv)
+    for name in filter(None, args.methods.split(",")):
+        if name not in METHODS:
+            parser.error(f"--methods: unknown method {name!r}; expected one of {sorted(METHODS)}")
+    if args.report:
+        print(report(args.out))
+        return 0
+    if args.quick:
+        args.seeds, args.epochs, args.train_size = 1, 2, 512
+        args.images_per_step = 32
+    configs = configs_for(args)
+    if args.quick:
+        configs = [c for c in configs if c["noise_rate"] == 0.4 and c["noise_type"] == "symmetric"]
+    done = _done(args.out)
+    todo = [c for c in configs if _key(c) not in done]
+    print(f"{len(configs)} runs, {len(configs) - len(todo)} already in {args.out}", flush=True)
+    if args.jobs == 0:
+        results = map(run_one, todo)
+    else:
+        # Fresh processes: TF's thread settings only apply before it starts, and
+        # every run begins from the same state.
+        pool = mp.get_context("spawn").Pool(args.jobs, maxtasksperchild=1)
+        results = pool.imap_unordered(run_one, todo)
+    for result in results:
+        _append(args.out, result)
+        print(
+            f"{result['method']:>32} {result['noise_type']} {result['noise_rate']:.2f} "
+            f"N={result['subset_size']} seed={result['seed']}: "
+            f"best {result['best_accuracy']:.4f} final {result['final_accuracy']:.4f} "
+            f"auroc {result.get('alpha_auroc')}",
+            flush=True,
+        )
+    print(report(args.out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
