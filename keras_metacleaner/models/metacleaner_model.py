@@ -51,6 +51,10 @@ class MetaCleanerModel(keras.Model):
             subset stops the loss from simply driving every α to its floor).
         shuffle_subsets: bool. Shuffle the order inside each subset every step.
         seed: int or None. Seed of the in-subset shuffling.
+        member_loss_weight: float >= 0. In `"hallucinate"` mode, adds this
+            times the cross-entropy of each member classified on its own,
+            weighted by its normalised α (gradient stopped at α). 0 is the
+            paper's method; see docs/results.md for what it buys.
         **kwargs: passed to `keras.Model`.
 
     Returns:
@@ -76,6 +80,7 @@ class MetaCleanerModel(keras.Model):
         mode: str = "hallucinate",
         shuffle_subsets: bool = True,
         seed: int | None = None,
+        member_loss_weight: float = 0.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -83,6 +88,8 @@ class MetaCleanerModel(keras.Model):
             raise ValueError(f"`num_classes` must be an integer >= 2, got {num_classes!r}.")
         if mode not in MODES:
             raise ValueError(f"`mode` must be one of {MODES}, got {mode!r}.")
+        if member_loss_weight < 0:
+            raise ValueError(f"`member_loss_weight` must be >= 0, got {member_loss_weight!r}.")
         if len(backbone.output_shape) != 2:
             raise ValueError(
                 "`backbone` must output a feature vector [B, D] (add global pooling); its output "
@@ -100,6 +107,8 @@ class MetaCleanerModel(keras.Model):
         self.classifier = layers.Dense(num_classes, name="classifier")
         # float32 output under mixed precision: softmax and the loss stay stable.
         self.probabilities = layers.Activation("softmax", dtype="float32", name="probabilities")
+        self.member_loss_weight = float(member_loss_weight)
+        self._member_loss_fn = keras.losses.SparseCategoricalCrossentropy()
         self.seed_generator = keras.random.SeedGenerator(seed, name="subset_shuffle")
         self.alpha_mean = keras.metrics.Mean(name="alpha_mean")
         self.alpha_std = keras.metrics.Mean(name="alpha_std")
@@ -199,7 +208,11 @@ class MetaCleanerModel(keras.Model):
         features = self._subset_features(x, training)
         member_logits = None
         class_scores = None
-        if self.mode == "loss_reweight" or self.weighting.uses_class_scores:
+        if (
+            self.mode == "loss_reweight"
+            or self.member_loss_weight
+            or self.weighting.uses_class_scores
+        ):
             member_logits = self.classifier(features)
         if self.weighting.uses_class_scores:
             if labels is None:
@@ -237,6 +250,10 @@ class MetaCleanerModel(keras.Model):
                 loss = self.compute_loss(
                     x=x, y=labels, y_pred=probabilities, sample_weight=sample_weight, training=True
                 )
+                if self.member_loss_weight:
+                    loss = loss + self.member_loss_weight * self._member_loss(
+                        labels, ops.stop_gradient(alpha), member_logits, sample_weight
+                    )
             else:
                 loss = self._reweighted_loss(x, labels, alpha, member_logits, sample_weight)
             # Keras' losses already divide their mean by the number of replicas
@@ -254,20 +271,35 @@ class MetaCleanerModel(keras.Model):
                 )
         return self.compute_metrics(x, labels, probabilities, sample_weight=sample_weight)
 
-    def _reweighted_loss(self, x, labels, alpha, member_logits, sample_weight):
-        n = ops.cast(self.subset_size, "float32")
+    def _member_targets(self, labels, alpha, member_logits, sample_weight):
+        """Flattened `(labels, probabilities, weights)` of the K·N members.
+
+        Weights are `N·α_i / Σα`: normalising within the subset keeps the
+        subset's total weight at N, so the loss cannot shrink by lowering
+        every α at once.
+        """
         alpha = ops.cast(alpha, "float32")
-        weights = n * alpha / ops.sum(alpha, axis=1, keepdims=True)
+        weights = self.subset_size * alpha / ops.sum(alpha, axis=1, keepdims=True)
         if sample_weight is not None:
             weights = weights * ops.reshape(ops.cast(sample_weight, "float32"), (-1, 1))
-        member_probs = self.probabilities(member_logits)
-        return self.compute_loss(
-            x=x,
-            y=ops.reshape(ops.repeat(labels[:, None], self.subset_size, axis=1), (-1,)),
-            y_pred=ops.reshape(member_probs, (-1, self.num_classes)),
-            sample_weight=ops.reshape(weights, (-1,)),
-            training=True,
+        member_labels = ops.repeat(labels[:, None], self.subset_size, axis=1)
+        return (
+            ops.reshape(member_labels, (-1,)),
+            ops.reshape(self.probabilities(member_logits), (-1, self.num_classes)),
+            ops.reshape(weights, (-1,)),
         )
+
+    def _reweighted_loss(self, x, labels, alpha, member_logits, sample_weight):
+        """Table 3 (I): each member's own loss, weighted by its α."""
+        y, y_pred, weights = self._member_targets(labels, alpha, member_logits, sample_weight)
+        return self.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=weights, training=True)
+
+    def _member_loss(self, labels, alpha, member_logits, sample_weight):
+        """The auxiliary member loss of `member_loss_weight` (α gradient stopped by the caller)."""
+        y, y_pred, weights = self._member_targets(labels, alpha, member_logits, sample_weight)
+        # A keras Loss object divides by the replica count as compute_loss
+        # does, without adding the regularisation losses a second time.
+        return self._member_loss_fn(y, y_pred, sample_weight=weights)
 
     def _update_alpha_metrics(self, alpha):
         alpha = ops.cast(alpha, "float32")
@@ -359,6 +391,7 @@ class MetaCleanerModel(keras.Model):
             "mode": self.mode,
             "shuffle_subsets": self.shuffle_subsets,
             "seed": self.seed,
+            "member_loss_weight": self.member_loss_weight,
         }
 
     @classmethod
