@@ -14,6 +14,7 @@ Bad flags exit with code 2 before anything is written.
 from __future__ import annotations
 
 import json
+import logging as std_logging
 import os
 import socket
 import sys
@@ -23,6 +24,7 @@ from absl import app, flags, logging
 # Before TensorFlow starts: quiet C++ logs unless the user asked for them.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from keras_metacleaner import data  # noqa: E402
 from keras_metacleaner.layers.weighting import DEFAULT_WEIGHTING, WEIGHTINGS  # noqa: E402
 from keras_metacleaner.models.backbones import BACKBONES  # noqa: E402
 from keras_metacleaner.training import recipe, strategy  # noqa: E402
@@ -166,11 +168,17 @@ _PATH_SPECS = {
     "food101n": os.path.isdir,
     "clothing1m": os.path.isdir,
 }
-_NAMED_SPECS = ("fashion_mnist",)
 IMAGENET_WEIGHTS = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
 IMAGENET_URL = (
     f"https://storage.googleapis.com/tensorflow/keras-applications/resnet/{IMAGENET_WEIGHTS}"
 )
+
+
+class _QuietLibraries(std_logging.Filter):
+    """Keeps INFO lines of this project; TensorFlow's own INFO chatter would drown them."""
+
+    def filter(self, record: std_logging.LogRecord) -> bool:
+        return record.levelno >= std_logging.WARNING or "keras_metacleaner" in record.pathname
 
 
 class UsageError(ValueError):
@@ -178,18 +186,14 @@ class UsageError(ValueError):
 
 
 def _check_spec(flag: str, spec: str) -> None:
-    kind, sep, rest = spec.partition(":")
-    if kind in _PATH_SPECS and sep:
-        if not _PATH_SPECS[kind](rest):
-            what = "file" if kind == "npz" else "directory"
-            raise UsageError(f"--{flag}={spec}: the {what} {rest!r} does not exist.")
-        return
-    if spec in _NAMED_SPECS or (kind == "tfds" and sep and rest):
-        return
-    raise UsageError(
-        f"--{flag}={spec}: unknown dataset spec; expected fashion_mnist, npz:PATH, folder:PATH, "
-        "tfds:NAME, food101n:ROOT or clothing1m:ROOT."
-    )
+    try:
+        kind, target, _ = data.parse_spec(spec)
+    except ValueError as e:
+        raise UsageError(f"--{flag}={spec}: {e}") from None
+    exists = _PATH_SPECS.get(kind)
+    if exists is not None and not exists(target):
+        what = "file" if kind == "npz" else "directory"
+        raise UsageError(f"--{flag}={spec}: the {what} {target!r} does not exist.")
 
 
 def _imagenet_reachable(timeout: float = 3.0) -> bool:
@@ -371,6 +375,7 @@ def main(argv: list[str]) -> int:
         return USAGE_ERROR
 
     logging.set_verbosity(logging.INFO)
+    logging.get_absl_handler().addFilter(_QuietLibraries())
     strategy.split_cpu(FLAGS.logical_cpus)
     # Created before any other TF work: multi-worker collectives must come first.
     dist = strategy.get_strategy(config.strategy)

@@ -51,8 +51,8 @@ class EpochHistory(keras.callbacks.Callback):
 
     `BackupAndRestore` restores weights and the epoch counter but a resumed
     `fit` returns a History of the resumed epochs only; this file holds them
-    all. On `on_train_begin` (after `BackupAndRestore` set the initial epoch)
-    entries of epochs that will run again are dropped.
+    all. When the first epoch of a `fit` begins, entries of that epoch and
+    later ones (left by a run killed after logging them) are dropped.
 
     Args:
         path: the JSON file (written atomically after every epoch), or None to
@@ -77,10 +77,13 @@ class EpochHistory(keras.callbacks.Callback):
         self._start = None
 
     def on_train_begin(self, logs=None):
-        initial = int(getattr(self.model, "_initial_epoch", None) or 0)
-        self.epochs = [e for e in self.epochs if e["epoch"] < initial]
+        self._resumed = False
 
     def on_epoch_begin(self, epoch, logs=None):
+        if not getattr(self, "_resumed", False):
+            # The first epoch this fit runs: anything logged from it on is redone.
+            self.epochs = [e for e in self.epochs if e["epoch"] < epoch]
+            self._resumed = True
         self._start = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):

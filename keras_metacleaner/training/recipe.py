@@ -607,6 +607,7 @@ def _run(config: TrainConfig, strategy: tf.distribute.Strategy, dirs: _Dirs) -> 
             validation_data=test_ds,
             callbacks=cbs,
             verbose=config.verbose,
+            shuffle=False,
         )
         history += cbs[1].epochs
         if grouped:
@@ -625,7 +626,7 @@ def _run(config: TrainConfig, strategy: tf.distribute.Strategy, dirs: _Dirs) -> 
             }
             auroc, auroc_count = _alpha_auroc(model, prepared, config)
 
-    classifier = model.inference_model() if grouped else model
+    classifier = model  # MetaCleanerModel.evaluate classifies single images, cleaner unused
     finetune_lr = None
     if config.finetune_epochs:
         finetune_train, finetune_size = _finetune_source(config, prepared)
@@ -662,6 +663,7 @@ def _run(config: TrainConfig, strategy: tf.distribute.Strategy, dirs: _Dirs) -> 
             validation_data=test_ds,
             callbacks=cbs,
             verbose=config.verbose,
+            shuffle=False,
         )
         history += cbs[1].epochs
 

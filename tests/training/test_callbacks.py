@@ -54,16 +54,22 @@ def test_epoch_history_survives_a_resume(tmp_path):
 
     # A resumed run that restored the state of 2 finished epochs redoes epoch 2.
     second = callbacks.EpochHistory(path, stage="train")
-    model = keras.Sequential()
-    model._initial_epoch = 2
-    second.set_model(model)
+    second.set_model(keras.Sequential())
     second.on_train_begin()
-    assert [e["epoch"] for e in second.epochs] == [0, 1]
+    assert [e["epoch"] for e in second.epochs] == [0, 1, 2]
     second.on_epoch_begin(2)
+    assert [e["epoch"] for e in second.epochs] == [0, 1]
     second.on_epoch_end(2, {"loss": 0.25})
     saved = results.read_json(path)
     assert [e["epoch"] for e in saved] == [0, 1, 2]
     assert saved[2]["loss"] == 0.25 and saved[2]["stage"] == "train" and saved[2]["seconds"] >= 0
+
+    # A resume after the last epoch runs no epoch and keeps everything.
+    third = callbacks.EpochHistory(path, stage="train")
+    third.set_model(keras.Sequential())
+    third.on_train_begin()
+    third.on_train_end()
+    assert [e["epoch"] for e in third.epochs] == [0, 1, 2]
 
 
 def test_epoch_summary_logs_one_line(monkeypatch):

@@ -1,0 +1,123 @@
+#!/usr/bin/env python
+"""Evaluates a trained model on a dataset: top-1, top-5, per-class accuracy, confusion matrix.
+
+    python tools/evaluate.py --model=runs/quickstart/metacleaner/model.keras \\
+        --dataset=fashion_mnist --output_dir=runs/quickstart/metacleaner/eval
+    python tools/evaluate.py --model=exports/fashion_mnist/1 --dataset=fashion_mnist
+
+--model is a model.keras written by tools/train.py or a SavedModel directory from
+tools/export.py. Writes <output_dir>/evaluation.json and confusion_matrix.png.
+Bad flags exit with code 2 before anything is written.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from absl import app, flags
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from keras_metacleaner import data  # noqa: E402
+from keras_metacleaner.training import evaluation  # noqa: E402
+from keras_metacleaner.training.results import write_json_atomic  # noqa: E402
+
+FLAGS = flags.FLAGS
+USAGE_ERROR = 2
+
+flags.DEFINE_string("model", None, "A model.keras file or a SavedModel directory.")
+flags.DEFINE_string("dataset", None, "Dataset spec (keras_metacleaner.data.load) to evaluate on.")
+flags.DEFINE_enum("split", "test", ["test", "train"], "Which split of --dataset to evaluate.")
+flags.DEFINE_integer(
+    "image_size",
+    0,
+    "Resize images to this square size (0: the dataset's); "
+    "use the size the model was trained with.",
+)
+flags.DEFINE_string(
+    "output_dir",
+    None,
+    "Where evaluation.json and confusion_matrix.png go (default: next to --model, in eval/).",
+)
+flags.DEFINE_integer("batch_size", 256, "Images per forward pass.")
+flags.mark_flags_as_required(["model", "dataset"])
+
+
+def _fail(message: str) -> int:
+    sys.stderr.write(f"evaluate.py: error: {message}\n")
+    return USAGE_ERROR
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl flag parsing with exit code 2 (usage error) instead of 1."""
+    try:
+        return FLAGS(argv)
+    except flags.Error as e:
+        sys.stderr.write(f"evaluate.py: error: {e}\n")
+        sys.exit(USAGE_ERROR)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) > 1:
+        return _fail(f"unexpected arguments {argv[1:]}")
+    model_path = FLAGS.model.rstrip("/")
+    if not os.path.exists(model_path):
+        return _fail(f"--model={FLAGS.model}: no such file or directory.")
+    try:
+        kind, target, _ = data.parse_spec(FLAGS.dataset)
+    except ValueError as e:
+        return _fail(f"--dataset={FLAGS.dataset}: {e}")
+    if (
+        kind in ("npz",)
+        and not os.path.isfile(target)
+        or kind in ("folder", "food101n", "clothing1m")
+        and not os.path.isdir(target)
+    ):
+        return _fail(f"--dataset={FLAGS.dataset}: {target!r} does not exist.")
+    if FLAGS.batch_size < 1:
+        return _fail(f"--batch_size={FLAGS.batch_size} must be >= 1.")
+    output_dir = FLAGS.output_dir or os.path.join(
+        os.path.dirname(os.path.abspath(model_path)), "eval"
+    )
+    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+        return _fail(f"--output_dir={output_dir}: exists and is not a directory.")
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return _fail("matplotlib is needed for the confusion matrix PNG: pip install matplotlib")
+    try:
+        predict = evaluation.load_classifier(model_path)
+    except ValueError as e:
+        return _fail(str(e))
+
+    train, test, info = data.load(FLAGS.dataset, image_size=FLAGS.image_size or None)
+    report = evaluation.evaluate_classifier(
+        predict, test if FLAGS.split == "test" else train, info.num_classes, FLAGS.batch_size
+    )
+    report = {
+        "model": model_path,
+        "dataset": FLAGS.dataset,
+        "split": FLAGS.split,
+        "class_names": list(info.class_names),
+        **report,
+    }
+    json_path = write_json_atomic(os.path.join(output_dir, "evaluation.json"), report)
+    png_path = evaluation.save_confusion_png(
+        report["confusion_matrix"],
+        list(info.class_names),
+        os.path.join(output_dir, "confusion_matrix.png"),
+        title=f"{os.path.basename(model_path)} on {FLAGS.dataset} ({FLAGS.split})",
+    )
+    print(f"{report['num_examples']} {FLAGS.split} examples of {FLAGS.dataset}")
+    print(f"top-1 accuracy: {100 * report['top1']:.2f}%")
+    print(f"top-{report['top_k']} accuracy: {100 * report['top5']:.2f}%")
+    width = max(len(n) for n in info.class_names)
+    for name, acc in zip(info.class_names, report["per_class_accuracy"]):
+        print(f"  {name.ljust(width)}  {'-' if acc is None else f'{100 * acc:.2f}%'}")
+    print(f"wrote {json_path} and {png_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(lambda argv: sys.exit(main(argv)), flags_parser=parse_flags)
