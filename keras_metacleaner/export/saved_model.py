@@ -47,8 +47,17 @@ def serving_model(model: keras.Model) -> keras.Model:
         )
     if hasattr(model, "inference_model"):
         model = model.inference_model()
-    inputs = model.inputs if getattr(model, "_is_graph_network", False) else None
-    if inputs is not None and len(inputs) != 1:
+    try:
+        inputs = model.inputs
+    except AttributeError:
+        inputs = None
+    if not inputs:
+        raise ValueError(
+            f"Cannot read the input shape of {type(model).__name__} {model.name!r}: export a "
+            "functional or Sequential keras.Model (e.g. wrap a subclassed one: "
+            "keras.Model(x := keras.Input((H, W, C)), model(x)))."
+        )
+    if len(inputs) != 1:
         raise ValueError(
             f"The model to export must take one input (images); it takes {len(inputs)}."
         )

@@ -185,6 +185,26 @@ def test_bad_arguments_fail_before_writing(tmp_path):
     unpooled = keras.Model(features, keras.layers.Conv2D(3, 3)(features))
     with pytest.raises(ValueError, match="output class probabilities"):
         kmc.export.export_for_serving(unpooled, base)
+    first, second = keras.Input((8, 8, 1)), keras.Input((8, 8, 1))
+    two_inputs = keras.Model(
+        [first, second], keras.layers.Dense(3)(keras.layers.Flatten()(first + second))
+    )
+    with pytest.raises(ValueError, match="must take one input"):
+        kmc.export.export_for_serving(two_inputs, base)
+
+    class Subclassed(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.flatten = keras.layers.Flatten()
+            self.dense = keras.layers.Dense(3, activation="softmax")
+
+        def call(self, x):
+            return self.dense(self.flatten(x))
+
+    subclassed = Subclassed()
+    subclassed(np.zeros((1, 8, 8, 1), "float32"))
+    with pytest.raises(ValueError, match="Cannot read the input shape"):
+        kmc.export.export_for_serving(subclassed, base)
     assert not base.exists() or os.listdir(base) == []
     (tmp_path / "file").write_text("x")
     with pytest.raises(NotADirectoryError, match="is a file"):
