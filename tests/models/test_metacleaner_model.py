@@ -1,0 +1,458 @@
+"""Tests of MetaCleanerModel: training on subsets, the cleaner-free test path, α metrics, saving."""
+
+import copy
+import json
+import math
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from test_case import (
+    ALL_WEIGHTINGS,
+    LEARNED_WEIGHTINGS,
+    fashion_mnist_train,
+    group_subsets,
+    random_subsets,
+    scalar_tags,
+    symmetric_noise,
+    tiny_model,
+)
+
+import keras_metacleaner as kmc
+from keras_metacleaner.layers import MetaCleaner
+
+K, N, C = 4, 3, 3
+ALPHA_METRICS = ("alpha_mean", "alpha_std", "alpha_floor")
+
+
+def _images(num=6, seed=7):
+    return np.random.default_rng(seed).uniform(0, 255, (num, 8, 8, 1)).astype("float32")
+
+
+def _variables_by_part(model):
+    parts = {"backbone": model.backbone, "cleaner": model.cleaner, "classifier": model.classifier}
+    return {part: [v.path for v in layer.trainable_weights] for part, layer in parts.items()}
+
+
+# -------------------------------------------------------------- training path
+@pytest.mark.parametrize(
+    "name, mode",
+    [(name, "hallucinate") for name in ALL_WEIGHTINGS]
+    + [("attention_sig", "loss_reweight"), ("label_confidence", "loss_reweight")],
+)
+def test_one_step_moves_backbone_cleaner_and_classifier(name, mode):
+    model = tiny_model(name, mode=mode, seed=0, learning_rate=0.5)
+    model.build((None, N, 8, 8, 1))
+    if name.startswith("fc") and name.endswith("relu_sig"):
+        # Open the output ReLU so a dead initialisation cannot hide a cut graph.
+        model.cleaner.weighting.output_dense.bias.assign(np.ones((N,), "float32"))
+    x, y = random_subsets(K, N, num_classes=C)
+    if name == "agreement":
+        # Its MLP's output layer starts at zero, which leaves the hidden layer
+        # without gradient until that layer has grown.
+        score = model.cleaner.weighting.score.kernel
+        score.assign(np.random.default_rng(0).normal(size=score.shape).astype("float32"))
+    before = {v.path: v.numpy().copy() for v in model.trainable_weights}
+    model.train_on_batch(x, y)
+    moved = {v.path: bool(np.any(v.numpy() != before[v.path])) for v in model.trainable_weights}
+    parts = _variables_by_part(model)
+    assert parts["backbone"] and parts["classifier"]
+    for part, paths in parts.items():
+        # Each variable, not just each part: a kernel without gradient would
+        # mean a cut path through Eq. 3 (or a missing loss term).
+        assert all(moved[p] for p in paths), (part, [p for p in paths if not moved[p]])
+    if name in LEARNED_WEIGHTINGS:
+        assert parts["cleaner"], "a learned weighting must have trainable weights"
+    else:
+        assert not parts["cleaner"]
+
+
+@pytest.mark.parametrize("name", ALL_WEIGHTINGS)
+def test_fit_logs_alpha_and_saves_and_loads(name, tmp_path):
+    model = tiny_model(name, seed=1)
+    x, y = random_subsets(8, N, num_classes=C, seed=1)
+    history = model.fit(x, y, batch_size=K, epochs=2, verbose=0, shuffle=False)
+    for key in ("loss", "accuracy", *ALPHA_METRICS):
+        assert len(history.history[key]) == 2, key
+        assert all(math.isfinite(v) for v in history.history[key]), key
+    floor = history.history["alpha_floor"][-1]
+    assert 0.0 <= floor <= 1.0
+    if name == "constant":
+        assert history.history["alpha_mean"] == [1.0, 1.0]
+        assert history.history["alpha_std"] == [0.0, 0.0]
+
+    images = _images()
+    path = os.path.join(tmp_path, f"{name}.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert isinstance(loaded, kmc.MetaCleanerModel)
+    # Through JSON: the file stores tuples as lists.
+    assert json.dumps(loaded.get_config(), sort_keys=True) == json.dumps(
+        model.get_config(), sort_keys=True
+    )
+    np.testing.assert_allclose(
+        loaded.predict(images, verbose=0), model.predict(images, verbose=0), rtol=1e-6, atol=1e-7
+    )
+    # The cleaner's own weights too: set predictions and α survive the trip.
+    p, alpha = model.predict_sets(x, labels=y, return_weights=True)
+    p2, alpha2 = loaded.predict_sets(x, labels=y, return_weights=True)
+    np.testing.assert_allclose(p2, p, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(alpha2, alpha, rtol=1e-6, atol=1e-7)
+
+
+def test_labels_per_image_equal_labels_per_subset():
+    x, y = random_subsets(K, N, num_classes=C, seed=2)
+    results = []
+    for labels in (y, np.repeat(y[:, None], N, axis=1)):
+        keras.utils.set_random_seed(3)
+        model = tiny_model("fc_fc_sig", seed=0)
+        model.train_on_batch(x, labels)
+        results.append([v.numpy() for v in model.trainable_weights])
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_subsets_are_reshuffled_every_step():
+    model = tiny_model("label_confidence", seed=0)
+    x = np.arange(K * N, dtype="float32").reshape(K, N, 1, 1, 1) * np.ones((1, 1, 8, 8, 1), "f4")
+    orders = []
+    for _ in range(3):
+        shuffled = model._shuffle_within_subsets(tf.constant(x)).numpy()[..., 0, 0, 0]
+        # A permutation inside each subset: no image changes subset.
+        np.testing.assert_array_equal(np.sort(shuffled, axis=1), x[..., 0, 0, 0])
+        orders.append(shuffled)
+    assert not np.array_equal(orders[0], orders[1]) or not np.array_equal(orders[1], orders[2])
+
+
+@pytest.mark.parametrize("name, order_matters", [("fc_fc_sig", True), ("label_confidence", False)])
+def test_shuffling_changes_only_order_dependent_weightings(name, order_matters):
+    x, y = random_subsets(K, N, num_classes=C, seed=4)
+    results = {}
+    for shuffle in (False, True):
+        keras.utils.set_random_seed(5)
+        model = tiny_model(name, seed=0, shuffle_subsets=shuffle)
+        model.train_on_batch(x, y)
+        results[shuffle] = np.concatenate([v.numpy().ravel() for v in model.trainable_weights])
+    difference = np.abs(results[True] - results[False]).max()
+    if order_matters:
+        assert difference > 1e-6
+    else:
+        assert difference < 1e-5
+
+
+def test_loss_reweight_with_constant_alpha_is_per_image_training():
+    x, y = random_subsets(K, N, num_classes=C, seed=6)
+    model = tiny_model("constant", mode="loss_reweight", seed=0)
+    classifier = model.inference_model()
+    probabilities = classifier(x.reshape(K * N, 8, 8, 1))
+    expected = keras.losses.sparse_categorical_crossentropy(np.repeat(y, N), probabilities)
+    logs = model.train_on_batch(x, y, return_dict=True)
+    assert logs["loss"] == pytest.approx(float(np.mean(expected)), rel=1e-5)
+
+
+def test_loss_reweight_mode_trains():
+    x, y = random_subsets(8, N, num_classes=C, seed=8)
+    model = tiny_model("attention_sig", mode="loss_reweight", seed=0, learning_rate=0.05)
+    before = [v.numpy().copy() for v in model.cleaner.trainable_weights]
+    history = model.fit(x, y, batch_size=K, epochs=8, verbose=0)
+    losses = history.history["loss"]
+    assert losses[-1] < losses[0]
+    assert any(np.any(a != b.numpy()) for a, b in zip(before, model.cleaner.trainable_weights))
+
+
+# -------------------------------------------------------------------- test path
+def test_test_path_is_the_plain_classifier():
+    model = tiny_model("agreement", seed=0)
+    x, y = random_subsets(8, N, num_classes=C, seed=9)
+    model.fit(x, y, batch_size=K, epochs=1, verbose=0)
+    images = _images(10)
+    labels = np.arange(10, dtype="int32") % C
+    classifier = model.inference_model()
+
+    assert isinstance(classifier, keras.Model)
+    assert not isinstance(classifier, kmc.MetaCleanerModel)
+    assert not any(isinstance(layer, MetaCleaner) for layer in classifier._flatten_layers())
+    assert {id(v) for v in classifier.weights} <= {id(v) for v in model.weights}
+
+    expected = model.predict(images, verbose=0)
+    np.testing.assert_allclose(classifier.predict(images, verbose=0), expected, rtol=1e-6)
+    np.testing.assert_allclose(model(images).numpy(), expected, rtol=1e-6)
+    manual = keras.ops.softmax(model.classifier(model.backbone(images)))
+    np.testing.assert_allclose(manual.numpy(), expected, rtol=1e-5, atol=1e-7)
+
+    logs = model.evaluate(images, labels, verbose=0, return_dict=True)
+    assert not any(key.startswith("alpha_") for key in logs)
+    classifier.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    plain = classifier.evaluate(images, labels, verbose=0, return_dict=True)
+    assert logs["loss"] == pytest.approx(plain["loss"], rel=1e-5)
+    assert logs["accuracy"] == pytest.approx(plain["accuracy"])
+
+    # Shares, not copies: training the model changes the classifier's outputs.
+    model.fit(x, y, batch_size=K, epochs=1, verbose=0)
+    np.testing.assert_allclose(
+        classifier.predict(images, verbose=0), model.predict(images, verbose=0), rtol=1e-6
+    )
+    assert not np.allclose(classifier.predict(images, verbose=0), expected)
+
+
+def test_inference_model_saves_without_the_library(tmp_path):
+    model = tiny_model("fc_fc_relu_sig", seed=0)
+    classifier = model.inference_model(name="plain")
+    path = os.path.join(tmp_path, "plain.keras")
+    classifier.save(path)
+    loaded = keras.models.load_model(path)
+    assert loaded.name == "plain"
+    images = _images()
+    np.testing.assert_allclose(loaded.predict(images, verbose=0), model.predict(images, verbose=0))
+
+
+def test_predict_sets_uses_the_cleaner():
+    model = tiny_model("label_confidence", seed=0)
+    x, y = random_subsets(5, N, num_classes=C, seed=10)
+    probabilities, alpha = model.predict_sets(x, labels=y, batch_size=2, return_weights=True)
+    assert probabilities.shape == (5, C) and alpha.shape == (5, N)
+    np.testing.assert_allclose(probabilities.sum(-1), 1.0, rtol=1e-5)
+    assert np.all((alpha >= model.cleaner.alpha_min) & (alpha <= 1.0))
+    # Eq. 3 by hand from the backbone and the classifier.
+    features = model.backbone(x.reshape(-1, 8, 8, 1)).numpy().reshape(5, N, -1)
+    clean = (alpha[..., None] * features).sum(1) / alpha.sum(1, keepdims=True)
+    expected = keras.ops.softmax(model.classifier(clean)).numpy()
+    np.testing.assert_allclose(probabilities, expected, rtol=1e-4, atol=1e-6)
+    # Without labels: still a valid distribution per set.
+    unlabelled = model.predict_sets(x)
+    assert unlabelled.shape == (5, C)
+
+
+# --------------------------------------------------------------- α visibility
+def test_alpha_in_history_and_tensorboard(tmp_path):
+    model = tiny_model("label_confidence", seed=0)
+    x, y = random_subsets(8, N, num_classes=C, seed=11)
+    images, labels = _images(8), np.arange(8, dtype="int32") % C
+    log_dir = os.path.join(tmp_path, "logs")
+    history = model.fit(
+        x,
+        y,
+        batch_size=K,
+        epochs=2,
+        verbose=0,
+        validation_data=(images, labels),
+        callbacks=[keras.callbacks.TensorBoard(log_dir)],
+    )
+    for key in ALPHA_METRICS:
+        assert key in history.history
+        assert f"val_{key}" not in history.history
+    assert "val_loss" in history.history
+    tags = scalar_tags(os.path.join(log_dir, "train"))
+    for key in ALPHA_METRICS:
+        assert len(tags[f"epoch_{key}"]) == 2, sorted(tags)
+        np.testing.assert_allclose(tags[f"epoch_{key}"], history.history[key], rtol=1e-6)
+    assert not any("alpha" in tag for tag in scalar_tags(os.path.join(log_dir, "validation")))
+
+
+def test_alpha_in_the_progress_bar(capsys):
+    model = tiny_model("constant", seed=0)
+    x, y = random_subsets(K, N, num_classes=C)
+    model.fit(x, y, batch_size=K, epochs=1, verbose=2)
+    out = capsys.readouterr().out
+    for key in ALPHA_METRICS:
+        assert key in out
+
+
+def test_default_weighting_stays_alive_on_noisy_fashion_mnist():
+    """Issue 3, item 5: 400 Fashion-MNIST images, 40% symmetric noise, 6 epochs.
+
+    The paper's fc_fc_relu_sig sits at its floor for more than half of the
+    members in this setting; the default must not.
+    """
+    images, clean_labels = fashion_mnist_train(400, seed=0)
+    noisy = symmetric_noise(clean_labels, 0.4, num_classes=10, seed=0)
+    assert kmc.layers.DEFAULT_WEIGHTING == "label_confidence"
+    model = kmc.MetaCleanerModel(
+        kmc.models.small_cnn((28, 28, 1)), num_classes=10, subset_size=4, seed=0
+    )
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.02, momentum=0.9),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    for epoch in range(6):
+        x, y = group_subsets(images, noisy, 4, seed=epoch)
+        logs = model.fit(x, y, batch_size=8, epochs=1, verbose=0).history
+        assert logs["alpha_floor"][-1] < 0.5, (epoch, logs)
+        assert logs["alpha_std"][-1] > 0.0, (epoch, logs)
+    # Alive and informative: members whose label was flipped get less weight.
+    is_flipped = noisy != clean_labels
+    index = np.arange(len(images))
+    # Group indices instead of images to know which members were flipped.
+    member_index, y = group_subsets(index, noisy, 4, seed=99)
+    _, alpha = model.predict_sets(images[member_index], labels=y, return_weights=True)
+    flipped = is_flipped[member_index]
+    assert alpha[flipped].mean() < alpha[~flipped].mean()
+
+
+# ------------------------------------------------------------------ resuming
+class _Interrupt(keras.callbacks.Callback):
+    def __init__(self, epoch, batch):
+        super().__init__()
+        self.at = (epoch, batch)
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if (self.epoch, batch) == self.at:
+            raise RuntimeError("simulated preemption")
+
+
+class _Epochs(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.started = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started.append(epoch)
+
+
+def test_backup_and_restore_resumes_from_the_saved_epoch(tmp_path):
+    x, y = random_subsets(8, N, num_classes=C, seed=12)
+    backup_dir = os.path.join(tmp_path, "backup")
+    model = tiny_model("agreement", seed=0)
+    with pytest.raises(RuntimeError, match="simulated preemption"):
+        model.fit(
+            x,
+            y,
+            batch_size=K,
+            epochs=4,
+            verbose=0,
+            callbacks=[keras.callbacks.BackupAndRestore(backup_dir), _Interrupt(2, 0)],
+        )
+    # Epochs 0 and 1 finished and were backed up; epoch 2 was cut.
+
+    resumed = tiny_model("agreement", seed=0)
+    epochs = _Epochs()
+    history = resumed.fit(
+        x,
+        y,
+        batch_size=K,
+        epochs=4,
+        verbose=0,
+        callbacks=[keras.callbacks.BackupAndRestore(backup_dir), epochs],
+    )
+    assert epochs.started == [2, 3]
+    assert len(history.history["alpha_mean"]) == 2
+    assert not os.path.exists(backup_dir) or not os.listdir(backup_dir)
+
+
+# ------------------------------------------------------------------- bad input
+def _fit(model, x, y):
+    return model.fit(x, y, batch_size=K, epochs=1, verbose=0)
+
+
+@pytest.mark.parametrize(
+    "make_x, make_y, message",
+    [
+        (lambda x: x[:, 0], lambda y: y, r"rank 5, got shape \(4, 8, 8, 1\).*\[K, N, H, W, C\]"),
+        (lambda x: x[:, :2], lambda y: y, r"subset_size=3 images, got N=2"),
+        (
+            lambda x: x[..., :4, :],
+            lambda y: y,
+            r"\(8, 4, 1\) do not match the backbone's \(8, 8, 1\)",
+        ),
+        (lambda x: x, lambda y: y.astype("float32"), r"integer class ids, got dtype.*float32"),
+        (lambda x: x, lambda y: np.stack([y, y], 1), r"\[K\] or \[K, N=3\], got \(4, 2\)"),
+    ],
+)
+def test_bad_shapes_raise_value_error(make_x, make_y, message):
+    x, y = random_subsets(K, N, num_classes=C)
+    with pytest.raises(ValueError, match=message):
+        _fit(tiny_model(seed=0), make_x(x), make_y(y))
+
+
+@pytest.mark.parametrize(
+    "labels, message",
+    [
+        (np.array([0, 1, 7, 2]), r"class ids in \[0, 3\).*7"),
+        (np.array([0, -1, 2, 2]), r"class ids >= 0.*-1"),
+        (
+            np.array([[0, 0, 0], [1, 2, 1], [2, 2, 2], [0, 0, 0]]),
+            r"inside one subset must be equal",
+        ),
+    ],
+)
+def test_bad_label_values_raise_invalid_argument(labels, message):
+    x, _ = random_subsets(K, N, num_classes=C)
+    model = tiny_model(seed=0)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        _fit(model, x, labels.astype("int32"))
+    # Nothing was applied: no NaN crept into the weights.
+    assert all(np.all(np.isfinite(v.numpy())) for v in model.weights)
+
+
+def test_missing_labels():
+    x, _ = random_subsets(K, N, num_classes=C)
+    with pytest.raises(ValueError, match="needs labels"):
+        tiny_model(seed=0).fit(x, batch_size=K, epochs=1, verbose=0)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({"subset_size": 0}, ValueError, r"subset_size.*0"),
+        ({"weighting": "fc_fc"}, ValueError, r"'fc_fc'.*expected one of"),
+        ({"num_classes": 1}, ValueError, r"num_classes.*1"),
+        ({"mode": "reweight"}, ValueError, r"mode.*'reweight'"),
+    ],
+)
+def test_bad_arguments(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        tiny_model(compile=False, **kwargs)
+
+
+def test_backbone_without_pooling_is_refused():
+    inputs = keras.Input((8, 8, 1))
+    backbone = keras.Model(inputs, keras.layers.Conv2D(4, 3)(inputs))
+    with pytest.raises(ValueError, match=r"feature vector \[B, D\].*\(None, 6, 6, 4\)"):
+        kmc.MetaCleanerModel(backbone, num_classes=3, subset_size=2)
+
+
+def test_predict_sets_bad_input():
+    model = tiny_model(seed=0)
+    x, y = random_subsets(K, N, num_classes=C)
+    with pytest.raises(ValueError, match="rank 5"):
+        model.predict_sets(x[:, 0])
+    with pytest.raises(ValueError, match=r"3 labels given for 4 sets"):
+        model.predict_sets(x, labels=y[:3])
+    with pytest.raises(ValueError, match=r"labels must be in \[0, 3\)"):
+        model.predict_sets(x, labels=np.array([0, 1, 2, 3]))
+
+
+# -------------------------------------------------------------- mixed precision
+@pytest.mark.parametrize("name", ["label_confidence", "fc_fc_relu_sig"])
+def test_mixed_precision_fit(name):
+    keras.config.set_dtype_policy("mixed_float16")
+    model = tiny_model(name, seed=0)
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert model.classifier.compute_dtype == "float16"
+    x, y = random_subsets(8, N, num_classes=C, seed=13)
+    history = model.fit(x, y, batch_size=K, epochs=2, verbose=0)
+    for key in ("loss", *ALPHA_METRICS):
+        assert all(math.isfinite(v) for v in history.history[key]), (key, history.history)
+    probabilities = model.predict(_images(), verbose=0)
+    assert probabilities.dtype == np.float32
+    np.testing.assert_allclose(probabilities.sum(-1), 1.0, rtol=1e-3)
+    # Variables stay float32 under mixed_float16 (only the compute is half).
+    assert all(v.dtype == "float32" for v in model.trainable_weights)
+
+
+# ----------------------------------------------------------------- serialization
+def test_get_config_round_trip():
+    model = tiny_model("attention_exp", mode="loss_reweight", shuffle_subsets=False, seed=3)
+    config = model.get_config()
+    pristine = copy.deepcopy(config)
+    clone = kmc.MetaCleanerModel.from_config(config)
+    assert config == pristine, "from_config must not consume the caller's config"
+    assert clone.get_config() == config
+    assert clone.mode == "loss_reweight" and clone.weighting.gate == "exp"
