@@ -1,0 +1,83 @@
+"""MetaCleanerModel under tf.distribute.MirroredStrategy on the two logical CPUs of conftest.py.
+
+One training step on 2 replicas must give the weights of the same step on one
+device: every replica's loss is its share of the global-batch mean (Keras'
+losses divide by the replica count; the model must not divide again), and the
+batch is split along K, so every subset stays whole on one replica.
+
+The in-subset shuffle draws its permutation from a per-replica random stream,
+which is not the stream a single device draws from. That changes nothing for
+an order-equivariant weighting (permuting a subset permutes α, and Eq. 3 is a
+sum), so those run with shuffling on; the paper's FC weightings read the
+positions, so they run with `shuffle_subsets=False`.
+"""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from test_case import random_subsets, tiny_model, two_replica_strategy
+
+K, N, C = 4, 3, 3
+
+
+def _one_step(model, weights, x, y):
+    model.set_weights(weights)
+    logs = model.train_on_batch(x, y, return_dict=True)
+    return [v.numpy() for v in model.trainable_weights], logs
+
+
+@pytest.mark.parametrize(
+    "name, mode, shuffle",
+    [
+        ("label_confidence", "hallucinate", True),
+        ("agreement", "hallucinate", True),
+        ("fc_fc_relu_sig", "hallucinate", False),
+        ("attention_sig", "loss_reweight", True),
+    ],
+)
+def test_two_replicas_match_one_device(name, mode, shuffle):
+    strategy = two_replica_strategy()
+    assert strategy.num_replicas_in_sync == 2
+    x, y = random_subsets(K, N, num_classes=C, seed=21)
+
+    single = tiny_model(name, mode=mode, shuffle_subsets=shuffle, seed=0, learning_rate=0.5)
+    weights = single.get_weights()
+    with strategy.scope():
+        mirrored = tiny_model(name, mode=mode, shuffle_subsets=shuffle, seed=0, learning_rate=0.5)
+
+    expected, single_logs = _one_step(single, weights, x, y)
+    actual, mirrored_logs = _one_step(mirrored, weights, x, y)
+
+    moved = max(np.abs(a - b).max() for a, b in zip(expected, weights))
+    assert moved > 1e-3, "the step must move the weights for the comparison to mean anything"
+    for variable, a, b in zip(single.trainable_weights, actual, expected):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6, err_msg=variable.path)
+    # The logged loss is the global-batch mean, not a replica's share of it.
+    assert mirrored_logs["loss"] == pytest.approx(single_logs["loss"], rel=1e-5)
+    for key in ("alpha_mean", "alpha_floor"):
+        assert mirrored_logs[key] == pytest.approx(single_logs[key], rel=1e-5, abs=1e-6)
+
+
+def test_the_batch_is_split_between_subsets_not_inside_them():
+    strategy = two_replica_strategy()
+    x, y = random_subsets(K, N, num_classes=C, seed=22)
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(K)
+    batch_x, batch_y = next(iter(strategy.experimental_distribute_dataset(dataset)))
+    shards = strategy.experimental_local_results(batch_x)
+    labels = strategy.experimental_local_results(batch_y)
+    assert [tuple(s.shape) for s in shards] == [(K // 2, N, 8, 8, 1)] * 2
+    # Together the replicas hold every subset exactly once, whole.
+    np.testing.assert_array_equal(np.concatenate([s.numpy() for s in shards]), x)
+    np.testing.assert_array_equal(np.concatenate([s.numpy() for s in labels]), y)
+
+
+def test_fit_under_the_strategy_logs_alpha():
+    strategy = two_replica_strategy()
+    x, y = random_subsets(2 * K, N, num_classes=C, seed=23)
+    with strategy.scope():
+        model = tiny_model("label_confidence", seed=0)
+    history = model.fit(x, y, batch_size=K, epochs=1, verbose=0)
+    for key in ("loss", "alpha_mean", "alpha_std", "alpha_floor"):
+        assert np.isfinite(history.history[key][0]), key
+    keras.backend.clear_session()
