@@ -139,3 +139,52 @@ class FakeTFServing:
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread.join(timeout=10)
+
+
+class FakeTFServingGrpc:
+    """`PredictionService.Predict` of one SavedModel on `127.0.0.1:<free port>`.
+
+    Needs `tensorflow-serving-api` (and grpcio); the request's TensorProtos go
+    through `tf.make_ndarray`, as the server turns them into tensors.
+    """
+
+    def __init__(self, saved_model_dir: str, model_name: str):
+        from concurrent import futures
+
+        import grpc
+        from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+        loaded = tf.saved_model.load(saved_model_dir)
+
+        class Servicer(prediction_service_pb2_grpc.PredictionServiceServicer):
+            def Predict(self, request, context):  # noqa: N802 (gRPC's naming)
+                if request.model_spec.name != model_name:
+                    context.abort(grpc.StatusCode.NOT_FOUND, f"Servable not found: {request}")
+                name = request.model_spec.signature_name or "serving_default"
+                signature = loaded.signatures[name]
+                inputs = {
+                    key: tf.constant(tf.make_ndarray(proto))
+                    for key, proto in request.inputs.items()
+                }
+                try:
+                    outputs = signature(**inputs)
+                except tf.errors.InvalidArgumentError as error:
+                    context.abort(grpc.StatusCode.INVALID_ARGUMENT, error.message)
+                response = predict_pb2.PredictResponse()
+                response.model_spec.CopyFrom(request.model_spec)
+                for key, value in outputs.items():
+                    response.outputs[key].CopyFrom(tf.make_tensor_proto(value.numpy()))
+                return response
+
+        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+            Servicer(), self._server
+        )
+        self.port = self._server.add_insecure_port("127.0.0.1:0")
+
+    def __enter__(self):
+        self._server.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._server.stop(grace=None).wait(timeout=10)

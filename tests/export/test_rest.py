@@ -135,3 +135,31 @@ def test_serving_client_against_a_loopback_tf_serving(
 
     missing = _run_client(1, str(tmp_path / "nope.png"))
     assert missing.returncode != 0 and "does not exist" in missing.stderr
+
+
+def test_serving_client_grpc_against_a_loopback_prediction_service(
+    trained_model, exported, sample_images, tmp_path
+):
+    pytest.importorskip("tensorflow_serving.apis")
+    from fake_serving import FakeTFServingGrpc
+
+    images, _ = sample_images
+    files = []
+    for i, png in enumerate(_pngs(images[:2])):
+        files.append(str(tmp_path / f"item{i}.png"))
+        with open(files[-1], "wb") as handle:
+            handle.write(png)
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"this is not a png")
+    expected = keras_probabilities(trained_model, images[:2])
+
+    with FakeTFServingGrpc(exported[0], "fashion_mnist") as server:
+        run = _run_client(server.port, "--protocol=grpc", *files)
+        assert run.returncode == 0, run.stderr[-3000:]
+        lines = [line.split("\t") for line in run.stdout.strip().splitlines()]
+        assert [line[1] for line in lines] == [CLASS_NAMES[i] for i in expected.argmax(-1)]
+        np.testing.assert_allclose([float(line[3]) for line in lines], expected.max(-1), atol=1e-4)
+
+        failed = _run_client(server.port, "--protocol=grpc", files[0], str(bad))
+        assert failed.returncode != 0
+        assert "INVALID_ARGUMENT" in failed.stderr and "image_bytes[1]" in failed.stderr
