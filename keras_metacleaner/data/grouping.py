@@ -17,7 +17,8 @@ Two paths build the same batches:
 Both redraw subsets every epoch from a seed that changes deterministically per
 iteration, use each example about once per epoch, pad a class's last
 incomplete subset (or a class smaller than N) by sampling its members with
-replacement, and emit static shapes so a distribution strategy can split the
+replacement, skip a subset holding an unreadable file (counted in
+`DatasetInfo.decode_errors`), and emit static shapes so a distribution strategy can split the
 batch between replicas along K without cutting a subset.
 """
 
@@ -307,29 +308,48 @@ def _index_path(source, subset_size, groups_per_batch, seed, augment, num_parall
         ds = ds.batch(groups_per_batch, drop_remainder=True)
         return ds.apply(tf.data.experimental.assert_cardinality(batches)).prefetch(AUTOTUNE)
 
-    # Files can fail to decode: read each image on its own, drop failures, and
-    # regroup by subset number so one bad file costs one member, not a subset.
+    # Files can fail to decode, and a graph cannot catch that: decode whole
+    # subsets in one map, let `ignore_errors` drop a subset that failed, and
+    # find the culprit in Python, which only runs when a subset went missing.
     paths = source.elements
 
-    def load_file(index, position, previous, epoch_seed):
-        image, label = load_one(index, position, previous, epoch_seed)
-        return position, previous, (position // subset_size, image, label)
+    def subsets(epoch_seed):
+        indices = tf.reshape(plan(epoch_seed), [-1, subset_size])
+        count = tf.shape(indices, out_type=tf.int64)[0]
+        positions = tf.range(count, dtype=tf.int64)
+        # Each subset also carries its predecessor's indices, for the report.
+        previous = tf.concat([-tf.ones([1, subset_size], tf.int64), indices[:-1]], axis=0)
+        return tf.data.Dataset.from_tensor_slices(
+            (indices, positions, previous, tf.fill([count], epoch_seed))
+        )
+
+    def load_subset(indices, position, previous, epoch_seed):
+        images = []
+        for member in range(subset_size):
+            image, _ = load_one(indices[member], position * subset_size + member, None, epoch_seed)
+            images.append(image)
+        label = tf.gather(labels_t, indices[0])
+        return position, previous, (tf.stack(images), label)
 
     def report(start, stop, previous):
-        if source.errors is not None:
-            last = paths[previous] if previous >= 0 else ""
-            source.errors.record([""] * (stop - start - 1) + [last])
+        if source.errors is None:
+            return
+        bad = [p.decode() for p in (paths[i] for i in previous if i >= 0) if not _readable(p)]
+        # Earlier subsets of a longer gap are not known: count one file each.
+        source.errors.record([""] * (stop - start - 1) + (bad or [""]))
 
-    ds = draws.map(load_file, num_parallel_calls=num_parallel_calls)
+    ds = _epoch_seeds(seed).flat_map(subsets)
+    ds = ds.map(load_subset, num_parallel_calls=num_parallel_calls)
     ds = indexed.skip_unreadable(ds, report)
-    ds = ds.group_by_window(
-        key_func=lambda subset, image, label: subset,
-        reduce_func=lambda key, window: window.batch(subset_size),
-        window_size=subset_size,
-    )
-    ds = _repair_subsets(ds.map(lambda subset, x, y: (x, y)), subset_size, seed)
-    ds = ds.batch(groups_per_batch, drop_remainder=True)
-    return ds.prefetch(AUTOTUNE)
+    return ds.batch(groups_per_batch, drop_remainder=True).prefetch(AUTOTUNE)
+
+
+def _readable(path: bytes) -> bool:
+    try:
+        tf.io.decode_image(tf.io.read_file(path), expand_animations=False)
+    except (tf.errors.OpError, ValueError):
+        return False
+    return True
 
 
 # ------------------------------------------------------------ streaming path
