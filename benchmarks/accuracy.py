@@ -153,6 +153,8 @@ def run_one(config: dict) -> dict:
         final_accuracy=float(accuracy[-1]),
         test_accuracy_curve=[float(a) for a in accuracy],
         realised_noise=float(flipped.mean()),
+        commit=os.environ.get("BENCH_COMMIT", "unknown"),
+        date=time.strftime("%Y-%m-%d"),
         flipped_fitted=float((predicted[flipped] == y_noisy[flipped]).mean())
         if flipped.any()
         else None,
@@ -192,6 +194,12 @@ def configs_for(args) -> list[dict]:
     methods, noises, sizes = SUITES[args.suite]
     if args.methods:
         methods = args.methods.split(",")
+    if args.noise:
+        noises = [
+            (kind, float(rate)) for kind, rate in (n.split(":") for n in args.noise.split(","))
+        ]
+    if args.subset_sizes:
+        sizes = [int(n) for n in args.subset_sizes.split(",")]
     configs = []
     for seed, (kind, rate), n_subset, method in itertools.product(
         range(args.seeds), noises, sizes, methods
@@ -264,9 +272,13 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--methods", default="", help="comma-separated subset of the suite's methods"
     )
+    parser.add_argument(
+        "--noise", default="", help="comma-separated KIND:RATE, e.g. symmetric:0.4,pairflip:0.45"
+    )
+    parser.add_argument("--subset_sizes", default="", help="comma-separated N values")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=40)
-    parser.add_argument("--train_size", type=int, default=20000)
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--train_size", type=int, default=10000)
     parser.add_argument("--images_per_step", type=int, default=128)
     parser.add_argument("--learning_rate", type=float, default=0.02)
     parser.add_argument(
