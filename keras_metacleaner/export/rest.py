@@ -99,7 +99,19 @@ def pixels_request(images: Sequence, signature_name: str = "serving_default") ->
 
 
 def encode_request(body: dict) -> bytes:
-    """The UTF-8 JSON bytes of a request body."""
+    """The UTF-8 JSON bytes of a request body, as POSTed.
+
+    Args:
+        body: a dict from `bytes_request` or `pixels_request`.
+
+    Returns:
+        `bytes`.
+
+    Example:
+
+    >>> encode_request({"instances": [1]})
+    b'{"instances": [1]}'
+    """
     return json.dumps(body).encode("utf-8")
 
 
