@@ -90,7 +90,13 @@ class MetaCleaner(keras.layers.Layer):
         weights = ops.cast(alpha, features.dtype)
         # Normalising by Σα (Eq. 3) rather than N keeps v_c on the scale of a
         # single feature whatever the weighting's range.
-        clean = ops.sum(features * weights[..., None], axis=1) / ops.sum(weights, axis=1)[..., None]
+        total = ops.sum(weights, axis=1, keepdims=True)
+        # Every α of a subset at 0 (a floor of 0 with confidences that
+        # underflow, easily in float16) would give 0/0: use the plain mean.
+        alive = total > 0
+        weights = ops.where(alive, weights, ops.ones_like(weights))
+        total = ops.where(alive, total, ops.cast(ops.shape(weights)[1], weights.dtype))
+        clean = ops.sum(features * weights[..., None], axis=1) / total
         return (clean, alpha) if self.return_weights else clean
 
     def compute_output_shape(self, input_shape):

@@ -163,3 +163,20 @@ def re_shape(shape):
     import re
 
     return re.escape(str(tuple(shape)))
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_float16"])
+def test_all_zero_alpha_falls_back_to_the_mean_not_nan(policy):
+    keras.config.set_dtype_policy(policy)
+    from keras_metacleaner.layers import LabelConfidenceWeighting
+
+    # floor=0 is allowed; confidences of e^-200 underflow to α = 0 exactly.
+    cleaner = MetaCleaner(N, weighting=LabelConfidenceWeighting(N, floor=0.0))
+    features = _features()
+    scores = np.full((K, N), -200.0, "float32")
+    scores[0] = -1.0  # one live subset keeps its weighted mean
+    clean = ops.convert_to_numpy(ops.cast(cleaner(features, scores), "float32"))
+    assert np.all(np.isfinite(clean))
+    tolerance = 1e-6 if policy == "float32" else 1e-2
+    np.testing.assert_allclose(clean[1:], features[1:].mean(1), atol=tolerance, rtol=tolerance)
+    np.testing.assert_allclose(clean[0], features[0].mean(0), atol=tolerance, rtol=tolerance)
