@@ -1,0 +1,280 @@
+"""Training-step time of MetaCleanerModel against a plain Keras classifier.
+
+Both models use the same backbone architecture and see the same number of
+images per step (K·N): the plain classifier a batch of K·N single images, the
+MetaCleanerModel K subsets of N. Steps run through `train_on_batch` (the
+compiled Keras train function, the same path `fit` takes) on tensors already
+in memory, so only the step itself is timed. The two models alternate inside
+every repeat so that drift of this shared machine hits both alike; the median
+over repeats of the mean step time is reported.
+
+    .venv/bin/python benchmarks/step_time.py                 # short CPU run
+    .venv/bin/python benchmarks/step_time.py --repeats 7 --steps 5 \\
+        --resnet_images 32 --configs resnet50_224,resnet50_64
+
+Prints a table and writes benchmarks/out/step_time.json. `--profile` adds a
+breakdown of the MetaCleaner step (backbone only, backbone + cleaner, ...)
+for each configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+import keras_metacleaner as kmc  # noqa: E402
+
+SEED = 0
+SUBSET_SIZE = 4
+
+
+def _configs(args) -> dict:
+    """name -> (backbone factory, image shape, images per step)."""
+    return {
+        "resnet50_224": (
+            lambda: kmc.models.resnet50((224, 224, 3)),
+            (224, 224, 3),
+            args.resnet_images,
+        ),
+        "resnet50_64": (
+            lambda: kmc.models.resnet50((64, 64, 3)),
+            (64, 64, 3),
+            args.resnet64_images,
+        ),
+        "small_cnn_28": (
+            lambda: kmc.models.small_cnn((28, 28, 1)),
+            (28, 28, 1),
+            args.small_images,
+        ),
+    }
+
+
+def _compile(model, learning_rate=0.01):
+    model.compile(
+        optimizer=keras.optimizers.SGD(learning_rate, momentum=0.9),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def plain_classifier(backbone, num_classes: int) -> keras.Model:
+    """The baseline: backbone -> Dense -> softmax on single images."""
+    images = keras.Input(backbone.input_shape[1:])
+    logits = keras.layers.Dense(num_classes)(backbone(images))
+    outputs = keras.layers.Activation("softmax", dtype="float32")(logits)
+    return _compile(keras.Model(images, outputs, name="plain"))
+
+
+def metacleaner(backbone, num_classes: int, weighting: str) -> kmc.MetaCleanerModel:
+    model = kmc.MetaCleanerModel(
+        backbone, num_classes=num_classes, subset_size=SUBSET_SIZE, weighting=weighting, seed=SEED
+    )
+    return _compile(model)
+
+
+def _step_seconds(model, x, y, steps: int) -> tuple[float, float]:
+    """Mean wall-clock and process-CPU seconds of one training step."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    for _ in range(steps):
+        model.train_on_batch(x, y)  # returns NumPy logs: a sync point
+    return (time.perf_counter() - wall) / steps, (time.process_time() - cpu) / steps
+
+
+def _profile(model: kmc.MetaCleanerModel, x, y, steps: int) -> dict:
+    """Forward+backward time of the pieces of one MetaCleaner step (no optimizer update)."""
+    labels = tf.constant(y)
+
+    def timed(fn):
+        fn = tf.function(fn)
+        fn()  # trace and warm up
+        start = time.perf_counter()
+        for _ in range(steps):
+            tf.nest.map_structure(lambda t: t.numpy(), fn())
+        return (time.perf_counter() - start) / steps
+
+    variables = model.trainable_variables
+    flat = tf.reshape(x, (-1, *x.shape[2:]))
+
+    def backbone_only():
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(model.backbone(flat, training=True))
+        return tape.gradient(loss, model.backbone.trainable_variables)
+
+    def shuffle_only():
+        return model._shuffle_within_subsets(x)
+
+    def forward_backward():
+        with tf.GradientTape() as tape:
+            probabilities, _, _ = model._forward_subsets(x, labels, training=True)
+            loss = keras.losses.sparse_categorical_crossentropy(labels, probabilities)
+            loss = tf.reduce_mean(loss)
+        return [g for g in tape.gradient(loss, variables) if g is not None]
+
+    return {
+        "backbone_fwd_bwd_s": timed(backbone_only),
+        "shuffle_s": timed(shuffle_only),
+        "metacleaner_fwd_bwd_s": timed(forward_backward),
+    }
+
+
+def run_config(name, factory, image_shape, images, args) -> dict:
+    if images % SUBSET_SIZE:
+        raise ValueError(f"{name}: images per step must be a multiple of N={SUBSET_SIZE}.")
+    groups = images // SUBSET_SIZE
+    rng = np.random.default_rng(SEED)
+    x_sets = rng.uniform(0, 255, (groups, SUBSET_SIZE, *image_shape)).astype("float32")
+    y_sets = rng.integers(0, args.num_classes, groups).astype("int32")
+    # The same images and labels for both models, flattened for the plain one.
+    x_plain = tf.constant(x_sets.reshape(images, *image_shape))
+    y_plain = tf.constant(np.repeat(y_sets, SUBSET_SIZE))
+    x_sets, y_sets = tf.constant(x_sets), tf.constant(y_sets)
+
+    keras.utils.set_random_seed(SEED)
+    models = {"plain": (plain_classifier(factory(), args.num_classes), x_plain, y_plain)}
+    for weighting in args.weightings:
+        model = metacleaner(factory(), args.num_classes, weighting)
+        models[f"metacleaner[{weighting}]"] = (model, x_sets, y_sets)
+    for model, x, y in models.values():  # trace and warm up outside the clock
+        for _ in range(args.warmup):
+            model.train_on_batch(x, y)
+    # Enough steps per repeat that each timing spans --min_seconds (small
+    # models step in milliseconds); the same count for every model.
+    first = _step_seconds(models["plain"][0], x_plain, y_plain, 1)[0]
+    steps = max(args.steps, int(np.ceil(args.min_seconds / max(first, 1e-6))))
+
+    samples = {key: [] for key in models}
+    cpu_samples = {key: [] for key in models}
+    for repeat in range(args.repeats):
+        keys = list(models) if repeat % 2 == 0 else list(reversed(models))
+        for key in keys:
+            model, x, y = models[key]
+            wall, cpu = _step_seconds(model, x, y, steps)
+            samples[key].append(wall)
+            cpu_samples[key].append(cpu)
+    medians = {key: statistics.median(values) for key, values in samples.items()}
+    cpu_medians = {key: statistics.median(values) for key, values in cpu_samples.items()}
+    result = {
+        "config": name,
+        "image_shape": list(image_shape),
+        "images_per_step": images,
+        "subsets_per_step_K": groups,
+        "subset_size_N": SUBSET_SIZE,
+        "repeats": args.repeats,
+        "steps_per_repeat": steps,
+        "median_step_s": medians,
+        "median_step_cpu_s": cpu_medians,
+        "all_step_s": samples,
+        "ratio_over_plain": {
+            key: medians[key] / medians["plain"] for key in medians if key != "plain"
+        },
+        "cpu_ratio_over_plain": {
+            key: cpu_medians[key] / cpu_medians["plain"] for key in cpu_medians if key != "plain"
+        },
+    }
+    if args.profile:
+        key = f"metacleaner[{args.weightings[0]}]"
+        result["profile"] = _profile(models[key][0], x_sets, y_sets.numpy(), steps)
+    return result
+
+
+def _write_json(path: str, payload: dict) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(payload, f, indent=2)
+    os.replace(tmp, path)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--configs", default="resnet50_224,resnet50_64,small_cnn_28")
+    parser.add_argument("--weightings", default="label_confidence,fc_fc_relu_sig")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=2, help="timed steps per repeat")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument(
+        "--min_seconds", type=float, default=1.0, help="least time one repeat of one model runs"
+    )
+    parser.add_argument("--resnet_images", type=int, default=16, help="K*N at 224 px")
+    parser.add_argument("--resnet64_images", type=int, default=32, help="K*N at 64 px")
+    parser.add_argument("--small_images", type=int, default=128, help="K*N for the small CNN")
+    parser.add_argument("--num_classes", type=int, default=10)
+    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--out", default=os.path.join(HERE, "out", "step_time.json"))
+    args = parser.parse_args(argv)
+
+    configs = _configs(args)
+    names = [c for c in args.configs.split(",") if c]
+    unknown = [c for c in names if c not in configs]
+    if unknown:
+        parser.error(f"--configs: unknown {unknown}; expected some of {sorted(configs)}")
+    args.weightings = [w for w in args.weightings.split(",") if w]
+    bad = [w for w in args.weightings if w not in kmc.layers.WEIGHTINGS]
+    if bad or not args.weightings:
+        parser.error(
+            f"--weightings: unknown {bad}; expected some of {sorted(kmc.layers.WEIGHTINGS)}"
+        )
+    for flag in ("repeats", "steps", "resnet_images", "resnet64_images", "small_images"):
+        if getattr(args, flag) < 1:
+            parser.error(f"--{flag} must be >= 1, got {getattr(args, flag)}")
+
+    results = []
+    for name in names:
+        factory, shape, images = configs[name]
+        results.append(run_config(name, factory, shape, images, args))
+        print(f"done {name}", file=sys.stderr, flush=True)
+
+    header = (
+        f"{'config':<14} {'K*N':>4} {'model':<30} {'wall s/step':>11} {'ratio':>6}"
+        f" {'cpu s/step':>10} {'ratio':>6}"
+    )
+    print(header)
+    print("-" * len(header))
+    for r in results:
+        for key, seconds in r["median_step_s"].items():
+            ratio = r["ratio_over_plain"].get(key)
+            cpu_ratio = r["cpu_ratio_over_plain"].get(key)
+            print(
+                f"{r['config']:<14} {r['images_per_step']:>4} {key:<30} {seconds:11.4f} "
+                + (f"{ratio:6.3f}" if ratio is not None else "     -")
+                + f" {r['median_step_cpu_s'][key]:10.4f} "
+                + (f"{cpu_ratio:6.3f}" if cpu_ratio is not None else "     -")
+            )
+        if "profile" in r:
+            print(f"  profile: {json.dumps({k: round(v, 4) for k, v in r['profile'].items()})}")
+
+    _write_json(
+        args.out,
+        {
+            "benchmark": "step_time",
+            "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
+            "tensorflow": tf.__version__,
+            "keras": keras.__version__,
+            "machine": platform.machine(),
+            "cpu_count": os.cpu_count(),
+            "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "results": results,
+        },
+    )
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
