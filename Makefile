@@ -13,7 +13,7 @@ EXPORT_DIR ?= exports/fashion_mnist
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,serving]'
 	touch $(STAMP)
 
 install: $(STAMP)
