@@ -8,6 +8,7 @@ It returns the results dictionary and, on the chief, writes it to
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -25,7 +26,7 @@ from keras_metacleaner.data import indexed
 from keras_metacleaner.layers.weighting import DEFAULT_WEIGHTING
 from keras_metacleaner.models import MetaCleanerModel, get_backbone
 from keras_metacleaner.training import callbacks as kmc_callbacks
-from keras_metacleaner.training import schedule
+from keras_metacleaner.training import evaluation, schedule
 from keras_metacleaner.training import strategy as kmc_strategy
 from keras_metacleaner.training.results import write_json_atomic
 
@@ -395,6 +396,22 @@ def _compile(model: keras.Model, optimizer) -> None:
     model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
 
 
+def _build_before_multi_worker_fit(model: keras.Model, dataset: tf.data.Dataset, strategy) -> None:
+    """Builds metrics, loss and optimizer state from a local batch, then skips Keras' own build.
+
+    Under MultiWorkerMirroredStrategy, Keras 3's `fit` / `evaluate` first
+    MEAN-reduces a distributed batch to build state symbolically, which fails
+    ("Attempt to convert a value (PerReplica...)", keras-team/keras#20585).
+    Building here from an undistributed batch makes that step unnecessary.
+    """
+    for batch in dataset.take(1):
+        with strategy.scope():
+            model._symbolic_build(data_batch=batch)
+            if model.optimizer is not None and not model.optimizer.built:
+                model.optimizer.build(model.trainable_variables)
+    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
+
+
 # ----------------------------------------------------------------- the stages
 @dataclasses.dataclass
 class _Dirs:
@@ -511,6 +528,7 @@ def run(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -> 
     if strategy is None:
         strategy = kmc_strategy.get_strategy(config.strategy)
     keras.utils.set_random_seed(config.seed)
+    previous_policy = keras.config.dtype_policy()
     if config.mixed_precision:
         keras.config.set_dtype_policy("mixed_float16")
     chief = kmc_strategy.is_chief()
@@ -518,9 +536,16 @@ def run(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -> 
     output = config.model_dir if chief else tempfile.mkdtemp(prefix=f"kmc-{task}-")
     dirs = _Dirs(output, os.path.join(config.model_dir, "backup", task), chief)
     os.makedirs(dirs.output, exist_ok=True)
+    patch = (
+        kmc_strategy.keras_multi_worker_reduction()
+        if config.strategy == "multi_worker"
+        else contextlib.nullcontext()
+    )
     try:
-        results = _run(config, strategy, dirs)
+        with patch:
+            results = _run(config, strategy, dirs)
     finally:
+        keras.config.set_dtype_policy(previous_policy)
         if not chief:
             shutil.rmtree(output, ignore_errors=True)
     shutil.rmtree(dirs.backup, ignore_errors=True)
@@ -600,6 +625,8 @@ def _run(config: TrainConfig, strategy: tf.distribute.Strategy, dirs: _Dirs) -> 
             extra = []
         train_ds = _distribute_options(train_ds.prefetch(tf.data.AUTOTUNE), multi_worker)
         cbs = _stage_callbacks(dirs, "train", config.epochs, extra)
+        if multi_worker:
+            _build_before_multi_worker_fit(model, train_ds, strategy)
         model.fit(
             train_ds,
             epochs=config.epochs,
@@ -656,6 +683,8 @@ def _run(config: TrainConfig, strategy: tf.distribute.Strategy, dirs: _Dirs) -> 
         ).repeat()
         finetune_ds = _distribute_options(finetune_ds.prefetch(tf.data.AUTOTUNE), multi_worker)
         cbs = _stage_callbacks(dirs, "finetune", config.finetune_epochs)
+        if multi_worker:
+            _build_before_multi_worker_fit(classifier, finetune_ds, strategy)
         classifier.fit(
             finetune_ds,
             epochs=config.finetune_epochs,
@@ -667,8 +696,17 @@ def _run(config: TrainConfig, strategy: tf.distribute.Strategy, dirs: _Dirs) -> 
         )
         history += cbs[1].epochs
 
-    final = classifier.evaluate(test_ds, verbose=0, return_dict=True)
-    test_accuracy = float(final["accuracy"])
+    # Eager forward passes over the whole, unsharded test set: the same exact
+    # number on every worker of any strategy (Keras' distributed evaluate
+    # shards the data across workers).
+    inference = model.inference_model() if grouped else model
+    final = evaluation.evaluate_classifier(
+        lambda images: keras.ops.convert_to_numpy(inference(images, training=False)),
+        _test_images(config, prepared.test),
+        info.num_classes,
+        batch_size=config.batch_size,
+    )
+    test_accuracy = final["top1"]
     per_epoch = [e["val_accuracy"] for e in history if e.get("val_accuracy") is not None]
     best = max(per_epoch + [test_accuracy])
 
@@ -702,7 +740,8 @@ def _run(config: TrainConfig, strategy: tf.distribute.Strategy, dirs: _Dirs) -> 
         "realised_noise_rate": realised,
         "history": history,
         "test_accuracy": test_accuracy,
-        "test_loss": float(final["loss"]),
+        "test_top5_accuracy": final["top5"],
+        "test_per_class_accuracy": final["per_class_accuracy"],
         "best_test_accuracy": float(best),
         "alpha": alpha_summary or None,
         "alpha_auroc": auroc,
