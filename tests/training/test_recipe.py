@@ -157,3 +157,11 @@ def test_replicas_must_divide_the_subsets(toy_npz, tmp_path):
         ValueError, match="K = batch_size / subset_size=3 must be divisible by the 2"
     ):
         recipe.run(config, strategy=two_replica_strategy())
+
+
+def test_mixed_precision_trains_and_restores_the_policy(toy_npz, tmp_path):
+    results = recipe.run(_config(toy_npz, tmp_path / "mp", epochs=1, mixed_precision=True))
+    assert keras.config.dtype_policy().name == "float32"
+    assert np.isfinite(results["history"][0]["loss"])
+    model = keras.saving.load_model(tmp_path / "mp" / "model.keras")
+    assert model.backbone.get_layer("conv1").dtype_policy.name == "mixed_float16"
