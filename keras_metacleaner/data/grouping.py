@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 AUTOTUNE = tf.data.AUTOTUNE
 _MAX_INT = 2**31 - 1
+_MAX_CONSTANT_BYTES = 1 << 30
 
 
 def _check_positive_int(value, name: str) -> int:
@@ -178,6 +179,14 @@ def group_by_class(
     _check_replicas(groups_per_batch, num_replicas)
 
     source = None if in_memory is False else indexed.get_source(dataset)
+    if source is not None and not source.is_files and source.elements.nbytes > _MAX_CONSTANT_BYTES:
+        # The index path embeds the arrays in the graph, which caps them at 2 GB.
+        logger.info(
+            "group_by_class: %.1f GB of in-memory images is too large for the index path; "
+            "streaming instead.",
+            source.elements.nbytes / 2**30,
+        )
+        source = None
     if source is None and in_memory:
         source = _materialize(dataset)
     if labels is not None:
@@ -216,7 +225,12 @@ def group_by_class(
 
 # ---------------------------------------------------------------- index path
 def _subset_plan(labels: np.ndarray, subset_size: int, groups_per_batch: int, seed: int):
-    """Returns `plan(epoch_seed) -> int64 [B * K * N]` example indices and B."""
+    """Returns `plan(epoch_seed) -> int64 [B * K, N]` example indices, and B.
+
+    Every class is cut into ceil(count / N) subsets of its examples in a
+    random order; the last one is topped up with random members of the same
+    class. The subsets are shuffled and the first B·K of them kept.
+    """
     n = labels.size
     num_classes = int(labels.max()) + 1
     counts = np.bincount(labels, minlength=num_classes).astype(np.int64)
@@ -230,18 +244,14 @@ def _subset_plan(labels: np.ndarray, subset_size: int, groups_per_batch: int, se
         )
     group_class = np.repeat(np.arange(num_classes), groups)
     first_group = np.cumsum(groups) - groups
-    rank = np.arange(total) - first_group[group_class]
-    position = rank[:, None] * subset_size + np.arange(subset_size)[None, :]
-    class_count = counts[group_class][:, None]
-    valid = position < class_count
-    start = (np.cumsum(counts) - counts)[group_class][:, None]
-
+    # Per subset: where its members start in its class, the class's size and
+    # where the class starts in the label-sorted order; [G, 1] each.
+    offset_t = tf.constant(((np.arange(total) - first_group[group_class]) * subset_size)[:, None])
+    count_t = tf.constant(counts[group_class][:, None])
+    start_t = tf.constant((np.cumsum(counts) - counts)[group_class][:, None])
     labels_t = tf.constant(labels, tf.int32)
-    position_t = tf.constant(position, tf.int64)
-    valid_t = tf.constant(valid)
-    count_t = tf.constant(np.broadcast_to(class_count, valid.shape), tf.int64)
-    start_t = tf.constant(np.broadcast_to(start, valid.shape), tf.int64)
-    used = batches * groups_per_batch * subset_size
+    members = tf.range(subset_size, dtype=tf.int64)[None, :]
+    kept = batches * groups_per_batch
 
     def plan(epoch_seed):
         seeds = [tf.stack([epoch_seed, tf.constant(seed + k, tf.int64)]) for k in range(3)]
@@ -250,13 +260,13 @@ def _subset_plan(labels: np.ndarray, subset_size: int, groups_per_batch: int, se
         )
         # Stable sort by label: classes become contiguous, each in random order.
         by_class = tf.gather(permutation, tf.argsort(tf.gather(labels_t, permutation), stable=True))
+        position = offset_t + members
         draws = tf.random.stateless_uniform(
-            tf.shape(position_t), seeds[1], maxval=_MAX_INT, dtype=tf.int64
+            tf.shape(position), seeds[1], maxval=_MAX_INT, dtype=tf.int64
         )
-        filled = tf.where(valid_t, position_t, draws % count_t)
-        subsets = tf.gather(by_class, start_t + filled)
+        position = tf.where(position < count_t, position, draws % count_t)
         order = tf.random.experimental.stateless_shuffle(tf.range(total, dtype=tf.int64), seeds[2])
-        return tf.reshape(tf.gather(subsets, order), [-1])[:used]
+        return tf.gather(by_class, tf.gather(start_t + position, order[:kept]))
 
     return plan, batches
 
@@ -265,45 +275,39 @@ def _index_path(source, subset_size, groups_per_batch, seed, augment, num_parall
     plan, batches = _subset_plan(
         source.labels.astype(np.int64), subset_size, groups_per_batch, seed
     )
-    per_batch = groups_per_batch * subset_size
     elements = tf.constant(source.elements)
     labels_t = tf.constant(source.labels, tf.int32)
+    epochs = _epoch_seeds(seed)
 
-    def epoch(epoch_seed):
-        indices = plan(epoch_seed)
-        positions = tf.range(tf.size(indices, out_type=tf.int64), dtype=tf.int64)
-        # Each element also carries its predecessor's index: when one file is
-        # skipped, the next survivor names it in the report.
-        previous = tf.concat([[-1], indices[:-1]], axis=0)
-        seeds = tf.fill(tf.shape(indices), epoch_seed)
-        return tf.data.Dataset.from_tensor_slices((indices, positions, previous, seeds))
-
-    draws = _epoch_seeds(seed).flat_map(epoch)
-
-    if not source.is_files and augment is None:
-        # Whole batches at once: one gather of K·N images instead of K·N maps.
-        def gather_batch(indices, positions, previous, epoch_seeds):
-            del positions, previous, epoch_seeds
-            images = source.load_fn(tf.gather(elements, indices))
-            images = tf.reshape(images, [groups_per_batch, subset_size, *images.shape[1:]])
-            labels = tf.gather(labels_t, indices[::subset_size])
-            return images, labels
-
-        ds = draws.batch(per_batch, drop_remainder=True).map(
-            gather_batch, num_parallel_calls=num_parallel_calls
-        )
-        return ds.apply(tf.data.experimental.assert_cardinality(batches)).prefetch(AUTOTUNE)
-
-    def load_one(index, position, previous, epoch_seed):
-        del previous
+    def load_one(index, position, epoch_seed):
         image = source.load_fn(tf.gather(elements, index))
         label = tf.gather(labels_t, index)
         if augment is not None:
             image, label = _apply_augment(augment, image, label, tf.stack([epoch_seed, position]))
         return image, label
 
+    if not source.is_files and augment is None:
+        # Whole batches at once: one gather of K·N images instead of K·N maps.
+        def gather_batch(indices):
+            images = source.load_fn(tf.gather(elements, tf.reshape(indices, [-1])))
+            images = tf.reshape(images, [groups_per_batch, subset_size, *images.shape[1:]])
+            return images, tf.gather(labels_t, indices[:, 0])
+
+        ds = epochs.flat_map(lambda s: tf.data.Dataset.from_tensor_slices(plan(s)))
+        ds = ds.batch(groups_per_batch, drop_remainder=True)
+        ds = ds.map(gather_batch, num_parallel_calls=num_parallel_calls)
+        return ds.apply(tf.data.experimental.assert_cardinality(batches)).prefetch(AUTOTUNE)
+
     if not source.is_files:
-        ds = draws.map(load_one, num_parallel_calls=num_parallel_calls)
+
+        def images(epoch_seed):
+            indices = tf.reshape(plan(epoch_seed), [-1])
+            positions = tf.range(tf.size(indices, out_type=tf.int64), dtype=tf.int64)
+            return tf.data.Dataset.from_tensor_slices((indices, positions)).map(
+                lambda index, position: (index, position, epoch_seed)
+            )
+
+        ds = epochs.flat_map(images).map(load_one, num_parallel_calls=num_parallel_calls)
         ds = ds.batch(subset_size, drop_remainder=True).map(lambda x, y: (x, y[0]))
         ds = ds.batch(groups_per_batch, drop_remainder=True)
         return ds.apply(tf.data.experimental.assert_cardinality(batches)).prefetch(AUTOTUNE)
@@ -314,20 +318,19 @@ def _index_path(source, subset_size, groups_per_batch, seed, augment, num_parall
     paths = source.elements
 
     def subsets(epoch_seed):
-        indices = tf.reshape(plan(epoch_seed), [-1, subset_size])
+        indices = plan(epoch_seed)
         count = tf.shape(indices, out_type=tf.int64)[0]
-        positions = tf.range(count, dtype=tf.int64)
         # Each subset also carries its predecessor's indices, for the report.
         previous = tf.concat([-tf.ones([1, subset_size], tf.int64), indices[:-1]], axis=0)
         return tf.data.Dataset.from_tensor_slices(
-            (indices, positions, previous, tf.fill([count], epoch_seed))
-        )
+            (indices, tf.range(count, dtype=tf.int64), previous)
+        ).map(lambda index, position, before: (index, position, before, epoch_seed))
 
     def load_subset(indices, position, previous, epoch_seed):
-        images = []
-        for member in range(subset_size):
-            image, _ = load_one(indices[member], position * subset_size + member, None, epoch_seed)
-            images.append(image)
+        images = [
+            load_one(indices[m], position * subset_size + m, epoch_seed)[0]
+            for m in range(subset_size)
+        ]
         label = tf.gather(labels_t, indices[0])
         return position, previous, (tf.stack(images), label)
 
@@ -338,8 +341,7 @@ def _index_path(source, subset_size, groups_per_batch, seed, augment, num_parall
         # Earlier subsets of a longer gap are not known: count one file each.
         source.errors.record([""] * (stop - start - 1) + (bad or [""]))
 
-    ds = _epoch_seeds(seed).flat_map(subsets)
-    ds = ds.map(load_subset, num_parallel_calls=num_parallel_calls)
+    ds = epochs.flat_map(subsets).map(load_subset, num_parallel_calls=num_parallel_calls)
     ds = indexed.skip_unreadable(ds, report)
     return ds.batch(groups_per_batch, drop_remainder=True).prefetch(AUTOTUNE)
 

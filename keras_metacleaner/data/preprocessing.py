@@ -99,6 +99,27 @@ def to_rgb(images) -> tf.Tensor:
     return images
 
 
+def _check_ratio(ratio: float) -> float:
+    if not ratio >= 1.0:
+        raise ValueError(f"`resize_ratio` must be >= 1, got {ratio}.")
+    return float(ratio)
+
+
+def _output_size(size, image) -> tuple[int, int]:
+    if size is not None:
+        return size
+    static = tuple(image.shape[-3:-1])
+    if None in static:
+        raise ValueError(
+            f"image_size=None keeps the input size, which must then be static; got {image.shape}."
+        )
+    return static
+
+
+def _resize_target(size, ratio: float) -> tuple[int, int]:
+    return tuple(max(s, int(round(s * ratio))) for s in size)
+
+
 def _call(fn, image, label, seed):
     image = fn(tf.cast(image, tf.float32), seed)
     return image if label is None else (image, label)
@@ -111,12 +132,15 @@ class TrainAugment:
     a random `image_size` window is cropped, and it is flipped left-right
     with probability 1/2.
 
+    With `image_size=None` the output keeps the input's (static) size.
+
     Called with a `seed` (a `[2]` integer tensor) it is stateless and
     deterministic; `group_by_class(augment=...)` passes one per image.
     Without a seed it uses TF's stateful random ops.
 
     Args:
-        image_size: int or `(height, width)` of the output.
+        image_size: int or `(height, width)` of the output, or `None` for
+            the input's size.
         resize_ratio: resize target over crop size (256 / 224 by default;
             1.0 crops nothing).
         flip: whether to flip horizontally at random.
@@ -135,18 +159,17 @@ class TrainAugment:
     def __init__(
         self, image_size, resize_ratio: float = RESIZE_RATIO, flip: bool = True, rgb=False
     ):
-        self.size = _size(image_size)
-        if resize_ratio < 1.0:
-            raise ValueError(f"`resize_ratio` must be >= 1, got {resize_ratio}.")
-        self.resize_to = tuple(max(s, int(round(s * resize_ratio))) for s in self.size)
+        self.size = None if image_size is None else _size(image_size)
+        self.resize_ratio = _check_ratio(resize_ratio)
         self.flip = flip
         self.rgb = rgb
 
     def _transform(self, image, seed):
-        image = resize(image, self.resize_to)
+        size = _output_size(self.size, image)
+        image = resize(image, _resize_target(size, self.resize_ratio))
         if self.rgb:
             image = to_rgb(image)
-        crop = (*self.size, image.shape[-1] if image.shape[-1] is not None else tf.shape(image)[-1])
+        crop = (*size, image.shape[-1] if image.shape[-1] is not None else tf.shape(image)[-1])
         if seed is None:
             image = tf.image.random_crop(image, crop)
             if self.flip:
@@ -166,7 +189,8 @@ class TestTransform:
     """Evaluation transform: resize, then centre crop to `image_size`.
 
     Args:
-        image_size: int or `(height, width)` of the output.
+        image_size: int or `(height, width)` of the output, or `None` (the
+            image passes through).
         resize_ratio: resize target over crop size (256 / 224 by default).
         rgb: repeat grayscale to three channels.
 
@@ -179,19 +203,21 @@ class TestTransform:
     accepts_seed = False
 
     def __init__(self, image_size, resize_ratio: float = RESIZE_RATIO, rgb: bool = False):
-        self.size = _size(image_size)
-        if resize_ratio < 1.0:
-            raise ValueError(f"`resize_ratio` must be >= 1, got {resize_ratio}.")
-        self.resize_to = tuple(max(s, int(round(s * resize_ratio))) for s in self.size)
+        self.size = None if image_size is None else _size(image_size)
+        self.resize_ratio = _check_ratio(resize_ratio)
         self.rgb = rgb
 
     def _transform(self, image, seed):
         del seed
-        image = resize(image, self.resize_to)
+        image = tf.cast(image, tf.float32)
         if self.rgb:
             image = to_rgb(image)
-        top = (self.resize_to[0] - self.size[0]) // 2
-        left = (self.resize_to[1] - self.size[1]) // 2
+        if self.size is None:  # nothing to crop to: the test image stays as it is
+            return image
+        resize_to = _resize_target(self.size, self.resize_ratio)
+        image = resize(image, resize_to)
+        top = (resize_to[0] - self.size[0]) // 2
+        left = (resize_to[1] - self.size[1]) // 2
         return image[top : top + self.size[0], left : left + self.size[1], :]
 
     def __call__(self, image, label=None):

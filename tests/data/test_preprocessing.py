@@ -35,6 +35,12 @@ def test_train_augment_crops_flips_and_is_seeded():
     assert x.shape == (28, 28, 1) and int(y) == 3
 
 
+def test_image_size_none_keeps_the_input_size():
+    image = tf.reshape(tf.range(28 * 28, dtype=tf.float32), (28, 28, 1))
+    assert preprocessing.train_augment(None)(image, seed=[0, 1]).shape == (28, 28, 1)
+    np.testing.assert_array_equal(preprocessing.test_transform(None)(image).numpy(), image.numpy())
+
+
 def test_test_transform_center_crops():
     image = tf.reshape(tf.range(8 * 8, dtype=tf.float32), (8, 8, 1))
     out = preprocessing.test_transform(4, resize_ratio=2.0)(image)
