@@ -497,6 +497,20 @@ def _finetune_source(config: TrainConfig, prepared: _Data):
     return train, size
 
 
+def _check_replicas(config: TrainConfig, replicas: int) -> None:
+    # A replica's share of the batch must hold whole subsets (never cut one in two).
+    grouped = config.method != "baseline"
+    unit = config.batch_size // config.subset_size if grouped else config.batch_size
+    if unit % replicas:
+        raise ValueError(
+            f"{'K = batch_size / subset_size' if grouped else 'batch_size'}={unit} must be "
+            f"divisible by the {replicas} replicas of --strategy={config.strategy}."
+        )
+
+
+_RUN_LOGS = ("history.json", "history_finetune.json", "log.csv", "log_finetune.csv")
+
+
 def _median(values) -> float | None:
     values = [v for v in values if v is not None]
     return float(np.median(values)) if values else None
@@ -527,6 +541,7 @@ def run(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -> 
     config.validate()
     if strategy is None:
         strategy = kmc_strategy.get_strategy(config.strategy)
+    _check_replicas(config, strategy.num_replicas_in_sync)
     keras.utils.set_random_seed(config.seed)
     previous_policy = keras.config.dtype_policy()
     if config.mixed_precision:
@@ -536,6 +551,13 @@ def run(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -> 
     output = config.model_dir if chief else tempfile.mkdtemp(prefix=f"kmc-{task}-")
     dirs = _Dirs(output, os.path.join(config.model_dir, "backup", task), chief)
     os.makedirs(dirs.output, exist_ok=True)
+    if not os.path.isdir(dirs.backup):
+        # A fresh start (nothing to resume): logs of an earlier, finished run
+        # in the same directory would otherwise be appended to.
+        for name in _RUN_LOGS:
+            path = os.path.join(dirs.output, name)
+            if os.path.isfile(path):
+                os.remove(path)
     patch = (
         kmc_strategy.keras_multi_worker_reduction()
         if config.strategy == "multi_worker"
@@ -561,14 +583,6 @@ def _run(config: TrainConfig, strategy: tf.distribute.Strategy, dirs: _Dirs) -> 
     started = time.time()
     multi_worker = config.strategy == "multi_worker"
     replicas = strategy.num_replicas_in_sync
-    groups_per_batch = config.batch_size // config.subset_size
-    unit = config.batch_size if config.method == "baseline" else groups_per_batch
-    if unit % replicas:
-        raise ValueError(
-            f"{'batch_size' if config.method == 'baseline' else 'K = batch_size / subset_size'}"
-            f"={unit} must be divisible by the {replicas} replicas of --strategy={config.strategy}."
-        )
-
     prepared = prepare_data(config)
     info = prepared.info
     image_shape = tuple(info.image_shape)

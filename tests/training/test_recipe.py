@@ -85,6 +85,12 @@ def test_baseline_is_a_plain_classifier_with_the_same_steps(toy_npz, tmp_path):
     assert not isinstance(model, kmc.MetaCleanerModel)
     assert [layer.name for layer in model.layers][-2:] == ["classifier", "probabilities"]
 
+    # Running again after a finished run starts afresh: logs are not appended to.
+    again = recipe.run(_config(toy_npz, tmp_path / "base", method="baseline", epochs=1))
+    assert [e["epoch"] for e in again["history"]] == [0]
+    with open(tmp_path / "base" / "log.csv") as f:
+        assert [row["epoch"] for row in csv.DictReader(f)] == ["0"]
+
 
 def test_loss_reweight_trains(toy_npz, tmp_path):
     results = recipe.run(_config(toy_npz, tmp_path / "rw", method="loss_reweight", epochs=1))
@@ -157,6 +163,7 @@ def test_replicas_must_divide_the_subsets(toy_npz, tmp_path):
         ValueError, match="K = batch_size / subset_size=3 must be divisible by the 2"
     ):
         recipe.run(config, strategy=two_replica_strategy())
+    assert not (tmp_path / "odd").exists()
 
 
 def test_mixed_precision_trains_and_restores_the_policy(toy_npz, tmp_path):
