@@ -146,8 +146,8 @@ def group_by_class(
             label)`, e.g. `preprocessing.train_augment(...)`; applied to each
             image after it is drawn, with a per-image seed when it accepts one.
         labels: optional labels in dataset order (e.g. `info.train_labels`);
-            used to warn about small classes and to check the view from
-            `load`.
+            used to warn about small classes (and checked against the
+            dataset's labels when it came from `load`).
         in_memory: `None` uses the index path when the dataset has a
             random-access view (datasets from `load`); `True` also copies any
             other finite dataset into memory once to use it; `False` forces
@@ -196,6 +196,12 @@ def group_by_class(
                 f"`labels` has {labels.shape[0]} entries but the dataset has {source.size} "
                 "elements."
             )
+        if source is not None and not np.array_equal(labels, source.labels):
+            differ = int(np.sum(labels != source.labels))
+            raise ValueError(
+                f"`labels` differ from the dataset's own labels at {differ} positions; swap "
+                "them in with keras_metacleaner.data.replace_labels(dataset, labels) first."
+            )
     elif source is not None:
         labels = source.labels
     if labels is not None:
@@ -208,8 +214,6 @@ def group_by_class(
         _log_small_classes(labels.astype(np.int64), num_classes, subset_size)
 
     if source is not None:
-        if labels is not source.labels:
-            source = source.with_labels(labels)
         return _index_path(source, subset_size, groups_per_batch, seed, augment, num_parallel_calls)
     return _streaming_path(
         dataset,

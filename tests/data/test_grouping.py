@@ -158,6 +158,12 @@ def test_replace_labels_keeps_the_index_path():
     np.testing.assert_array_equal(noisy[indices], np.repeat(batch_labels[..., None], 2, -1))
 
 
+def test_labels_that_disagree_with_the_dataset_are_rejected():
+    labels = np.arange(40) % 4
+    with pytest.raises(ValueError, match="replace_labels"):
+        group_by_class(_dataset(labels, "index"), 2, 2, labels=(labels + 1) % 4)
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [
