@@ -79,7 +79,7 @@ def load(spec: str, *, image_size=None, validation_split: float = 0.0, seed: int
 
     Example:
 
-    >>> train, test, info = load("fashion_mnist")  # doctest: +SKIP
+    >>> train, test, info = load("fashion_mnist")
     >>> info.num_classes, info.image_shape
     (10, (28, 28, 1))
     """
