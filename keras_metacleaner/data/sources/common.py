@@ -134,22 +134,21 @@ def files_dataset(
     n = len(paths)
     labels = np.asarray(labels, dtype=np.int32)
     load_fn = file_loader(image_shape)
-    paths_array = encode_paths(list(paths) + [""])
     ds = tf.data.Dataset.from_tensor_slices(
-        (np.arange(n + 1, dtype=np.int64), paths_array, np.append(labels, 0).astype(np.int32))
+        (np.arange(n, dtype=np.int64), encode_paths(paths), labels)
     )
-
-    def load(position, path, label):
-        image = tf.cond(
-            position < n, lambda: load_fn(path), lambda: tf.zeros(image_shape, tf.float32)
-        )
-        return position, position, (position, image, label)
+    ds = ds.map(
+        lambda position, path, label: (position, position, (position, load_fn(path), label)),
+        num_parallel_calls=AUTOTUNE,
+    )
+    empty = tf.zeros(image_shape, tf.float32)
+    sentinel = (np.int64(n), np.int64(n), (np.int64(n), empty, np.int32(0)))
+    ds = ds.concatenate(tf.data.Dataset.from_tensors(sentinel))
 
     def report(start, stop, hint):
         del hint
         errors.record([paths[i] for i in range(start, min(stop, n))])
 
-    ds = ds.map(load, num_parallel_calls=AUTOTUNE)
     ds = indexed.skip_unreadable(ds, report)
     ds = ds.filter(lambda position, image, label: position < n)
     ds = ds.map(lambda position, image, label: (image, label))
