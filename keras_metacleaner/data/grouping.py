@@ -17,9 +17,10 @@ Two paths build the same batches:
 Both redraw subsets every epoch from a seed that changes deterministically per
 iteration, use each example about once per epoch, pad a class's last
 incomplete subset (or a class smaller than N) by sampling its members with
-replacement, skip a subset holding an unreadable file (counted in
-`DatasetInfo.decode_errors`), and emit static shapes so a distribution strategy can split the
-batch between replicas along K without cutting a subset.
+replacement, and emit static shapes so a distribution strategy can split the
+batch between replicas along K without cutting a subset. On image files the
+index path skips a subset holding an unreadable file and counts the file in
+`DatasetInfo.decode_errors`.
 """
 
 from __future__ import annotations
@@ -150,8 +151,9 @@ def group_by_class(
             dataset's labels when it came from `load`).
         in_memory: `None` uses the index path when the dataset has a
             random-access view (datasets from `load`); `True` also copies any
-            other finite dataset into memory once to use it; `False` forces
-            the streaming path.
+            other finite dataset into memory once to use it (pass it
+            un-augmented: the copy is made once); `False` forces the
+            streaming path.
         shuffle_buffer: streaming path: examples in the shuffle buffer.
         subset_shuffle_buffer: streaming path: subsets in the buffer that
             mixes classes before batching (default `4 * K`).
