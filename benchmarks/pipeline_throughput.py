@@ -97,32 +97,31 @@ def write_jpegs(root: str, count: int, classes: int = 10, size: int = 64) -> Non
         Image.fromarray(pixels).save(os.path.join(directory, f"{i}.jpg"), quality=90)
 
 
-def _peak_rss_bytes() -> int:
-    """VmHWM: this process's peak RSS (per address space, so exec resets it).
-
-    `getrusage().ru_maxrss` would not do in a subprocess: Linux carries the
-    parent's peak over a fork.
-    """
+def _status_bytes(field: str) -> int:
+    """A memory field of /proc/self/status (VmRSS, VmHWM), in bytes."""
     with open("/proc/self/status") as handle:
         for line in handle:
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) * 1024
-    raise RuntimeError("VmHWM not found in /proc/self/status")
+    raise RuntimeError(f"{field} not found in /proc/self/status")
 
 
 def memory_child(n: int, classes: int, path: str) -> None:
-    """Runs in a subprocess: peak RSS growth while grouping a label-only stream."""
-    import psutil
+    """Runs in a subprocess: peak RSS growth while grouping a label-only stream.
 
+    VmHWM is the peak RSS of this address space (exec resets it);
+    `getrusage().ru_maxrss` would not do here, as Linux carries the parent's
+    peak over the fork.
+    """
     stream = tf.data.Dataset.range(n).map(
         lambda i: (tf.zeros([1], tf.float32), tf.cast((i * 7_919 + i // 997) % classes, tf.int32))
     )
     in_memory = {"streaming": False, "index": True}[path]
-    baseline = psutil.Process().memory_info().rss
+    baseline = _status_bytes("VmRSS")
     start = time.perf_counter()
     ds = kmc.data.group_by_class(stream, SUBSET_SIZE, GROUPS, seed=SEED, in_memory=in_memory)
     batches = sum(1 for _ in ds)
-    peak = _peak_rss_bytes()
+    peak = _status_bytes("VmHWM")
     print(
         json.dumps(
             {
