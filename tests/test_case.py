@@ -78,8 +78,8 @@ def run_layer_test(
 
     Example:
 
-    >>> run_layer_test(kmc.layers.MetaCleaner, {"subset_size": 2, "weighting": "constant"},
-    ...                np.ones((3, 2, 4), "float32"), expected_output_shape=(3, 4))
+    >>> _ = run_layer_test(kmc.layers.MetaCleaner, {"subset_size": 2, "weighting": "constant"},
+    ...                    np.ones((3, 2, 4), "float32"), expected_output_shape=(3, 4))
     """
     call_kwargs = call_kwargs or {}
     inputs = input_data if isinstance(input_data, tuple) else (input_data,)
