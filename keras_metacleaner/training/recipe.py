@@ -571,10 +571,10 @@ def run(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -> 
         if not chief:
             shutil.rmtree(output, ignore_errors=True)
     shutil.rmtree(dirs.backup, ignore_errors=True)
+    # Every task tries: whichever removes its own backup last finds the parent empty.
+    with contextlib.suppress(OSError):
+        os.rmdir(os.path.join(config.model_dir, "backup"))
     if chief:
-        backup_root = os.path.join(config.model_dir, "backup")
-        if os.path.isdir(backup_root) and not os.listdir(backup_root):
-            os.rmdir(backup_root)
         write_json_atomic(os.path.join(config.model_dir, "results.json"), results)
     return results
 
