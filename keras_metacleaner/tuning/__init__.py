@@ -1,1 +1,5 @@
-"""keras_metacleaner.tuning."""
+"""KerasTuner support: search the subset size (and more)."""
+
+from keras_metacleaner.tuning.hypermodel import MetaCleanerHyperModel
+
+__all__ = ["MetaCleanerHyperModel"]
