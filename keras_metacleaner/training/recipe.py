@@ -298,9 +298,7 @@ def prepare_data(config: TrainConfig) -> _Data:
 
 
 def _test_pipeline(config: TrainConfig, test: tf.data.Dataset, batch_size: int) -> tf.data.Dataset:
-    if config.augment and config.image_size:
-        test = _map_images(test, data.preprocessing.test_transform(config.image_size))
-    return test.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    return _test_images(config, test).batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
 def _augment_fn(config: TrainConfig):
@@ -318,7 +316,7 @@ def _grouped_pipeline(config: TrainConfig, prepared: _Data) -> tf.data.Dataset:
         num_classes=prepared.info.num_classes,
         augment=_augment_fn(config),
         labels=prepared.labels,
-        num_replicas=1,  # checked against the strategy in `_run`
+        num_replicas=1,  # checked against the strategy by `_check_replicas`
     )
 
 
