@@ -96,41 +96,74 @@ def _step_seconds(model, x, y, steps: int) -> tuple[float, float]:
     return (time.perf_counter() - wall) / steps, (time.process_time() - cpu) / steps
 
 
-def _profile(model: kmc.MetaCleanerModel, x, y, steps: int) -> dict:
-    """Forward+backward time of the pieces of one MetaCleaner step (no optimizer update)."""
-    labels = tf.constant(y)
+def _float_ops(fn) -> int:
+    """Floating-point operations in the graph of `fn` (TF's registered op statistics)."""
+    graph = tf.function(fn).get_concrete_function().graph
+    options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+    options["output"] = "none"
+    return int(tf.compat.v1.profiler.profile(graph=graph, options=options).total_float_ops)
 
-    def timed(fn):
-        fn = tf.function(fn)
-        fn()  # trace and warm up
-        start = time.perf_counter()
-        for _ in range(steps):
-            tf.nest.map_structure(lambda t: t.numpy(), fn())
-        return (time.perf_counter() - start) / steps
 
-    variables = model.trainable_variables
-    flat = tf.reshape(x, (-1, *x.shape[2:]))
+def _timed(fn, steps: int) -> float:
+    fn = tf.function(fn)
+    tf.nest.map_structure(lambda t: t.numpy(), fn())  # trace and warm up
+    start = time.perf_counter()
+    for _ in range(steps):
+        tf.nest.map_structure(lambda t: t.numpy(), fn())
+    return (time.perf_counter() - start) / steps
 
-    def backbone_only():
+
+def _profile(plain, metacleaners: dict, x_plain, y_plain, x_sets, y_sets, steps: int) -> dict:
+    """Where a MetaCleaner step's time goes, against the plain step.
+
+    Counts the floating-point operations of forward + backward (a number the
+    load of a shared machine cannot blur) and times the pieces that only the
+    MetaCleaner step has: the in-subset shuffle and the cleaner on top of the
+    backbone's features.
+    """
+
+    def plain_step():
         with tf.GradientTape() as tape:
-            loss = tf.reduce_mean(model.backbone(flat, training=True))
-        return tape.gradient(loss, model.backbone.trainable_variables)
+            probabilities = plain(x_plain, training=True)
+            loss = tf.reduce_mean(
+                keras.losses.sparse_categorical_crossentropy(y_plain, probabilities)
+            )
+        return tape.gradient(loss, plain.trainable_variables)
 
-    def shuffle_only():
-        return model._shuffle_within_subsets(x)
+    def metacleaner_step(model):
+        def step():
+            with tf.GradientTape() as tape:
+                shuffled = model._shuffle_within_subsets(x_sets)
+                probabilities, _, _ = model._forward_subsets(shuffled, y_sets, training=True)
+                loss = keras.losses.sparse_categorical_crossentropy(y_sets, probabilities)
+                loss = tf.reduce_mean(loss)
+            gradients = tape.gradient(loss, model.trainable_variables)
+            return [g for g in gradients if g is not None]
 
-    def forward_backward():
-        with tf.GradientTape() as tape:
-            probabilities, _, _ = model._forward_subsets(x, labels, training=True)
-            loss = keras.losses.sparse_categorical_crossentropy(labels, probabilities)
-            loss = tf.reduce_mean(loss)
-        return [g for g in tape.gradient(loss, variables) if g is not None]
+        return step
 
-    return {
-        "backbone_fwd_bwd_s": timed(backbone_only),
-        "shuffle_s": timed(shuffle_only),
-        "metacleaner_fwd_bwd_s": timed(forward_backward),
-    }
+    plain_flops = _float_ops(plain_step)
+    profile = {"plain_float_ops": plain_flops, "weightings": {}}
+    for key, model in metacleaners.items():
+        flops = _float_ops(metacleaner_step(model))
+        features = model._subset_features(x_sets, training=False)
+
+        def cleaner_only(model=model, features=features):
+            with tf.GradientTape() as tape:
+                tape.watch(features)
+                member_logits = model.classifier(features)
+                scores = model._label_log_probs(member_logits, y_sets)
+                clean, _ = model.cleaner(features, scores)
+                loss = tf.reduce_sum(model.classifier(clean))
+            return tape.gradient(loss, [features, *model.cleaner.trainable_variables])
+
+        profile["weightings"][key] = {
+            "float_ops": flops,
+            "float_ops_ratio_over_plain": flops / plain_flops,
+            "shuffle_s": _timed(lambda m=model: m._shuffle_within_subsets(x_sets), steps),
+            "cleaner_fwd_bwd_s": _timed(cleaner_only, steps),
+        }
+    return profile
 
 
 def run_config(name, factory, image_shape, images, args) -> dict:
@@ -188,8 +221,10 @@ def run_config(name, factory, image_shape, images, args) -> dict:
         },
     }
     if args.profile:
-        key = f"metacleaner[{args.weightings[0]}]"
-        result["profile"] = _profile(models[key][0], x_sets, y_sets.numpy(), steps)
+        metacleaners = {key: m for key, (m, _, _) in models.items() if key != "plain"}
+        result["profile"] = _profile(
+            models["plain"][0], metacleaners, x_plain, y_plain, x_sets, y_sets, steps
+        )
     return result
 
 
@@ -256,8 +291,12 @@ def main(argv=None) -> int:
                 + f" {r['median_step_cpu_s'][key]:10.4f} "
                 + (f"{cpu_ratio:6.3f}" if cpu_ratio is not None else "     -")
             )
-        if "profile" in r:
-            print(f"  profile: {json.dumps({k: round(v, 4) for k, v in r['profile'].items()})}")
+        for key, piece in r.get("profile", {}).get("weightings", {}).items():
+            print(
+                f"  {key}: float ops x{piece['float_ops_ratio_over_plain']:.4f} of plain, "
+                f"shuffle {piece['shuffle_s'] * 1e3:.2f} ms, "
+                f"cleaner fwd+bwd {piece['cleaner_fwd_bwd_s'] * 1e3:.2f} ms"
+            )
 
     _write_json(
         args.out,
