@@ -302,6 +302,9 @@ class _Interrupt(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
 
+    def on_epoch_end(self, epoch, logs=None):
+        self.saved = [v.numpy().copy() for v in self.model.weights]
+
     def on_train_batch_end(self, batch, logs=None):
         if (self.epoch, batch) == self.at:
             raise RuntimeError("simulated preemption")
@@ -313,6 +316,8 @@ class _Epochs(keras.callbacks.Callback):
         self.started = []
 
     def on_epoch_begin(self, epoch, logs=None):
+        if not self.started:
+            self.first_weights = [v.numpy().copy() for v in self.model.weights]
         self.started.append(epoch)
 
 
@@ -320,6 +325,7 @@ def test_backup_and_restore_resumes_from_the_saved_epoch(tmp_path):
     x, y = random_subsets(8, N, num_classes=C, seed=12)
     backup_dir = os.path.join(tmp_path, "backup")
     model = tiny_model("agreement", seed=0)
+    interrupt = _Interrupt(2, 0)
     with pytest.raises(RuntimeError, match="simulated preemption"):
         model.fit(
             x,
@@ -327,7 +333,7 @@ def test_backup_and_restore_resumes_from_the_saved_epoch(tmp_path):
             batch_size=K,
             epochs=4,
             verbose=0,
-            callbacks=[keras.callbacks.BackupAndRestore(backup_dir), _Interrupt(2, 0)],
+            callbacks=[keras.callbacks.BackupAndRestore(backup_dir), interrupt],
         )
     # Epochs 0 and 1 finished and were backed up; epoch 2 was cut.
 
@@ -342,6 +348,9 @@ def test_backup_and_restore_resumes_from_the_saved_epoch(tmp_path):
         callbacks=[keras.callbacks.BackupAndRestore(backup_dir), epochs],
     )
     assert epochs.started == [2, 3]
+    # It resumed from the weights of the end of epoch 1, not from a fresh model.
+    for restored, saved in zip(epochs.first_weights, interrupt.saved):
+        np.testing.assert_array_equal(restored, saved)
     assert len(history.history["alpha_mean"]) == 2
     assert not os.path.exists(backup_dir) or not os.listdir(backup_dir)
 
