@@ -63,6 +63,12 @@ flags.DEFINE_enum(
 flags.DEFINE_integer(
     "hidden_units", 384, "Hidden units of the weighting (384 Food-101N, 512 Clothing1M)."
 )
+flags.DEFINE_float(
+    "member_loss_weight",
+    0.0,
+    "metacleaner only: weight of an alpha-weighted per-image loss added to the hallucinated "
+    "one (0 = the paper's method; see docs/results.md).",
+)
 flags.DEFINE_integer("subset_size", 4, "N: same-label images per subset.")
 flags.DEFINE_integer(
     "batch_size",
@@ -271,6 +277,7 @@ def build_config() -> recipe.TrainConfig:
         noise_rate=FLAGS.noise_rate,
         weighting=FLAGS.weighting,
         hidden_units=FLAGS.hidden_units,
+        member_loss_weight=FLAGS.member_loss_weight,
         subset_size=FLAGS.subset_size,
         batch_size=FLAGS.batch_size,
         backbone=FLAGS.backbone,

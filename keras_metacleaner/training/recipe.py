@@ -52,6 +52,9 @@ class TrainConfig:
         noise_rate: fraction of training labels to corrupt, in [0, 1).
         weighting: Noisy Weighting name (`keras_metacleaner.layers.WEIGHTINGS`).
         hidden_units: hidden width of the weighting (384 / 512 in the paper).
+        member_loss_weight: `MetaCleanerModel(member_loss_weight=...)`: weight
+            of the α-weighted per-image loss added to the hallucinated one
+            (0 = the paper's method).
         subset_size: N, images per subset.
         batch_size: images per step (K·N for the MetaCleaner methods).
         backbone: `"small_cnn"`, `"resnet50"` or `"wide_resnet_28_10"`.
@@ -95,6 +98,7 @@ class TrainConfig:
     noise_rate: float = 0.0
     weighting: str = DEFAULT_WEIGHTING
     hidden_units: int = 384
+    member_loss_weight: float = 0.0
     subset_size: int = 4
     batch_size: int = 128
     backbone: str = "small_cnn"
@@ -159,6 +163,8 @@ class TrainConfig:
             raise ValueError("epochs + finetune_epochs must be >= 1.")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate={self.learning_rate} must be > 0.")
+        if self.member_loss_weight < 0:
+            raise ValueError(f"member_loss_weight={self.member_loss_weight} must be >= 0.")
         if not 0 < self.lr_decay_factor <= 1:
             raise ValueError(f"lr_decay_factor={self.lr_decay_factor} must be in (0, 1].")
         if self.image_size is not None and self.image_size < 8:
@@ -384,6 +390,7 @@ def build_model(config: TrainConfig, num_classes: int, image_shape) -> keras.Mod
         subset_size=config.subset_size,
         weighting=config.weighting,
         hidden_units=config.hidden_units,
+        member_loss_weight=config.member_loss_weight if config.method == "metacleaner" else 0.0,
         mode="hallucinate" if config.method == "metacleaner" else "loss_reweight",
         seed=config.seed,
         name=config.method,
