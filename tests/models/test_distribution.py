@@ -28,23 +28,26 @@ def _one_step(model, weights, x, y):
 
 
 @pytest.mark.parametrize(
-    "name, mode, shuffle",
+    "name, mode, shuffle, extra",
     [
-        ("label_confidence", "hallucinate", True),
-        ("agreement", "hallucinate", True),
-        ("fc_fc_relu_sig", "hallucinate", False),
-        ("attention_sig", "loss_reweight", True),
+        ("label_confidence", "hallucinate", True, {}),
+        ("agreement", "hallucinate", True, {}),
+        ("fc_fc_relu_sig", "hallucinate", False, {}),
+        ("attention_sig", "loss_reweight", True, {}),
+        # The auxiliary per-member loss must be scaled like the main one.
+        ("label_confidence", "hallucinate", True, {"member_loss_weight": 0.5}),
     ],
 )
-def test_two_replicas_match_one_device(name, mode, shuffle):
+def test_two_replicas_match_one_device(name, mode, shuffle, extra):
     strategy = two_replica_strategy()
     assert strategy.num_replicas_in_sync == 2
     x, y = random_subsets(K, N, num_classes=C, seed=21)
+    kwargs = {"mode": mode, "shuffle_subsets": shuffle, "seed": 0, "learning_rate": 0.5, **extra}
 
-    single = tiny_model(name, mode=mode, shuffle_subsets=shuffle, seed=0, learning_rate=0.5)
+    single = tiny_model(name, **kwargs)
     weights = single.get_weights()
     with strategy.scope():
-        mirrored = tiny_model(name, mode=mode, shuffle_subsets=shuffle, seed=0, learning_rate=0.5)
+        mirrored = tiny_model(name, **kwargs)
 
     expected, single_logs = _one_step(single, weights, x, y)
     actual, mirrored_logs = _one_step(mirrored, weights, x, y)
