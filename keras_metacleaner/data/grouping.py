@@ -310,10 +310,11 @@ def _index_path(source, subset_size, groups_per_batch, seed, augment, num_parall
             indices = tf.reshape(plan(epoch_seed), [-1])
             positions = tf.range(tf.size(indices, out_type=tf.int64), dtype=tf.int64)
             return tf.data.Dataset.from_tensor_slices((indices, positions)).map(
-                lambda index, position: (index, position, epoch_seed)
+                lambda index, position: load_one(index, position, epoch_seed),
+                num_parallel_calls=num_parallel_calls,
             )
 
-        ds = epochs.flat_map(images).map(load_one, num_parallel_calls=num_parallel_calls)
+        ds = epochs.flat_map(images)
         ds = ds.batch(subset_size, drop_remainder=True).map(lambda x, y: (x, y[0]))
         ds = ds.batch(groups_per_batch, drop_remainder=True)
         return ds.apply(tf.data.experimental.assert_cardinality(batches)).prefetch(AUTOTUNE)
@@ -330,7 +331,10 @@ def _index_path(source, subset_size, groups_per_batch, seed, augment, num_parall
         previous = tf.concat([-tf.ones([1, subset_size], tf.int64), indices[:-1]], axis=0)
         return tf.data.Dataset.from_tensor_slices(
             (indices, tf.range(count, dtype=tf.int64), previous)
-        ).map(lambda index, position, before: (index, position, before, epoch_seed))
+        ).map(
+            lambda index, position, before: load_subset(index, position, before, epoch_seed),
+            num_parallel_calls=num_parallel_calls,
+        )
 
     def load_subset(indices, position, previous, epoch_seed):
         images = [
@@ -347,7 +351,7 @@ def _index_path(source, subset_size, groups_per_batch, seed, augment, num_parall
         # Earlier subsets of a longer gap are not known: count one file each.
         source.errors.record([""] * (stop - start - 1) + (bad or [""]))
 
-    ds = epochs.flat_map(subsets).map(load_subset, num_parallel_calls=num_parallel_calls)
+    ds = epochs.flat_map(subsets)
     ds = indexed.skip_unreadable(ds, report)
     return ds.batch(groups_per_batch, drop_remainder=True).prefetch(AUTOTUNE)
 
