@@ -44,6 +44,10 @@ METHODS = {
     "agreement": dict(weighting="agreement"),
     "label_confidence": dict(weighting="label_confidence"),
     "label_confidence+member": dict(weighting="label_confidence", member_loss_weight=1.0),
+    "label_confidence_g2+member": dict(
+        weighting="label_confidence", weighting_args={"gamma": 2.0}, member_loss_weight=1.0
+    ),
+    "label_confidence+member0.5": dict(weighting="label_confidence", member_loss_weight=0.5),
     "loss_reweight:fc_fc_relu_sig": dict(weighting="fc_fc_relu_sig", mode="loss_reweight"),
     "loss_reweight:label_confidence": dict(weighting="label_confidence", mode="loss_reweight"),
 }
@@ -124,6 +128,11 @@ def run_one(config: dict) -> dict:
         data = train.shuffle(len(y_noisy), seed=seed, reshuffle_each_iteration=True)
         data = data.batch(images_per_step, drop_remainder=True)
     else:
+        method = dict(method)
+        if "weighting_args" in method:
+            weighting = kmc.layers.get_weighting(method["weighting"], n_subset)
+            config_ = {**weighting.get_config(), **method.pop("weighting_args")}
+            method["weighting"] = type(weighting).from_config(config_)
         model = kmc.MetaCleanerModel(backbone, info.num_classes, n_subset, seed=seed, **method)
         data = kmc.data.group_by_class(
             train, n_subset, k, seed=seed, num_classes=info.num_classes, in_memory=True
