@@ -50,24 +50,31 @@ def grouped_pipeline(dataset, augment, **kwargs):
     )
 
 
-def images_per_second(dataset) -> float:
-    """Images per second over one whole epoch, start-up included.
+def images_per_second(dataset) -> tuple[float, float]:
+    """Images per second over one whole epoch, start-up included: (wall, CPU).
 
     Start-up counts: the plain pipeline fills its shuffle buffer (decoding
-    up to `shuffle_buffer` images) before its first batch.
+    up to `shuffle_buffer` images) before its first batch. The CPU rate
+    (images per second of this process's CPU time, all threads) is less
+    sensitive to other jobs on a shared machine than the wall-clock one.
     """
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     images = 0
     for x, _ in dataset:
         images += int(np.prod(x.shape[:-3]))
-    return images / (time.perf_counter() - start)
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    return images / wall, images / cpu
 
 
 def compare(name: str, pipelines: dict, repeats: int) -> dict:
+    """Runs the pipelines in turn, `repeats` times; medians and paired ratios."""
     rates = {key: [] for key in pipelines}
+    cpu_rates = {key: [] for key in pipelines}
     for _ in range(repeats):
         for key, dataset in pipelines.items():  # interleaved: drift hits all alike
-            rates[key].append(images_per_second(dataset))
+            wall, cpu = images_per_second(dataset)
+            rates[key].append(wall)
+            cpu_rates[key].append(cpu)
     medians = {key: statistics.median(values) for key, values in rates.items()}
     result = {
         "data": name,
@@ -75,12 +82,17 @@ def compare(name: str, pipelines: dict, repeats: int) -> dict:
         "repeats": repeats,
         "images_per_second_median": medians,
         "images_per_second_all": rates,
-        "ratio_grouped_over_plain": medians["group_by_class"] / medians["plain"],
+        "images_per_cpu_second_median": {k: statistics.median(v) for k, v in cpu_rates.items()},
     }
-    if "group_by_class_streaming" in medians:
-        result["ratio_streaming_over_plain"] = (
-            medians["group_by_class_streaming"] / medians["plain"]
-        )
+    for key, label in (("group_by_class", "grouped"), ("group_by_class_streaming", "streaming")):
+        if key not in rates:
+            continue
+        # Ratios of runs next to each other in time share the machine's load.
+        paired = [a / b for a, b in zip(rates[key], rates["plain"])]
+        paired_cpu = [a / b for a, b in zip(cpu_rates[key], cpu_rates["plain"])]
+        result[f"ratio_{label}_over_plain"] = medians[key] / medians["plain"]
+        result[f"ratio_{label}_over_plain_paired_median"] = statistics.median(paired)
+        result[f"ratio_{label}_over_plain_cpu"] = statistics.median(paired_cpu)
     return result
 
 
@@ -208,9 +220,13 @@ def main() -> None:
         r = results[key]
         rates = ", ".join(f"{k} {v:,.0f}" for k, v in r["images_per_second_median"].items())
         print(f"{r['data']}: images/s (median of {r['repeats']}): {rates}")
-        print(f"  ratio group_by_class / plain: {r['ratio_grouped_over_plain']:.2f}x")
-        if "ratio_streaming_over_plain" in r:
-            print(f"  ratio streaming path / plain: {r['ratio_streaming_over_plain']:.2f}x")
+        for label, title in (("grouped", "group_by_class"), ("streaming", "streaming path")):
+            if f"ratio_{label}_over_plain" in r:
+                print(
+                    f"  ratio {title} / plain: {r[f'ratio_{label}_over_plain']:.2f}x "
+                    f"(medians), {r[f'ratio_{label}_over_plain_paired_median']:.2f}x (median of "
+                    f"paired runs), {r[f'ratio_{label}_over_plain_cpu']:.2f}x (CPU time)"
+                )
     for m in results["memory"].values():
         print(
             f"memory, {m['path']} path: {m['examples']:,} label-only examples, {m['classes']} "

@@ -308,15 +308,21 @@ def _index_path(source, subset_size, groups_per_batch, seed, augment, num_parall
 
         def images(epoch_seed):
             indices = tf.reshape(plan(epoch_seed), [-1])
-            positions = tf.range(tf.size(indices, out_type=tf.int64), dtype=tf.int64)
-            return tf.data.Dataset.from_tensor_slices((indices, positions)).map(
-                lambda index, position: load_one(index, position, epoch_seed),
-                num_parallel_calls=num_parallel_calls,
+            count = tf.size(indices, out_type=tf.int64)
+            # The epoch seed rides along with each index: a parallel map
+            # outside flat_map is cheaper than one inside it.
+            return tf.data.Dataset.from_tensor_slices(
+                (indices, tf.range(count, dtype=tf.int64), tf.fill([count], epoch_seed))
             )
 
-        ds = epochs.flat_map(images)
-        ds = ds.batch(subset_size, drop_remainder=True).map(lambda x, y: (x, y[0]))
-        ds = ds.batch(groups_per_batch, drop_remainder=True)
+        def to_subsets(x, y):
+            x = tf.reshape(x, [groups_per_batch, subset_size, *x.shape[1:]])
+            return x, y[::subset_size]
+
+        # One batch of K·N images, reshaped: cheaper than batch(N) then batch(K).
+        ds = epochs.flat_map(images).map(load_one, num_parallel_calls=num_parallel_calls)
+        ds = ds.batch(groups_per_batch * subset_size, drop_remainder=True)
+        ds = ds.map(to_subsets)
         return ds.apply(tf.data.experimental.assert_cardinality(batches)).prefetch(AUTOTUNE)
 
     # Files can fail to decode, and a graph cannot catch that: decode whole
@@ -330,10 +336,7 @@ def _index_path(source, subset_size, groups_per_batch, seed, augment, num_parall
         # Each subset also carries its predecessor's indices, for the report.
         previous = tf.concat([-tf.ones([1, subset_size], tf.int64), indices[:-1]], axis=0)
         return tf.data.Dataset.from_tensor_slices(
-            (indices, tf.range(count, dtype=tf.int64), previous)
-        ).map(
-            lambda index, position, before: load_subset(index, position, before, epoch_seed),
-            num_parallel_calls=num_parallel_calls,
+            (indices, tf.range(count, dtype=tf.int64), previous, tf.fill([count], epoch_seed))
         )
 
     def load_subset(indices, position, previous, epoch_seed):
@@ -351,7 +354,7 @@ def _index_path(source, subset_size, groups_per_batch, seed, augment, num_parall
         # Earlier subsets of a longer gap are not known: count one file each.
         source.errors.record([""] * (stop - start - 1) + (bad or [""]))
 
-    ds = epochs.flat_map(subsets)
+    ds = epochs.flat_map(subsets).map(load_subset, num_parallel_calls=num_parallel_calls)
     ds = indexed.skip_unreadable(ds, report)
     return ds.batch(groups_per_batch, drop_remainder=True).prefetch(AUTOTUNE)
 
