@@ -206,15 +206,35 @@ def _fashion_mnist_dir() -> str:
     return os.path.dirname(found[0])
 
 
+def _fashion_mnist_split(prefix: str, num_examples: int, rng: np.random.Generator):
+    """`num_examples` random uint8 images `[n, 28, 28, 1]` and int32 labels of one split."""
+    root = _fashion_mnist_dir()
+    with gzip.open(os.path.join(root, f"{prefix}-labels-idx1-ubyte.gz")) as f:
+        labels = np.frombuffer(f.read(), np.uint8, offset=8).astype("int32")
+    with gzip.open(os.path.join(root, f"{prefix}-images-idx3-ubyte.gz")) as f:
+        images = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 28, 28, 1)
+    index = rng.choice(len(labels), num_examples, replace=False)
+    return images[index], labels[index]
+
+
 def fashion_mnist_train(num_examples: int, seed: int = 0):
     """`num_examples` random training images `[n, 28, 28, 1]` float32 (0-255) and labels."""
-    root = _fashion_mnist_dir()
-    with gzip.open(os.path.join(root, "train-labels-idx1-ubyte.gz")) as f:
-        labels = np.frombuffer(f.read(), np.uint8, offset=8).astype("int32")
-    with gzip.open(os.path.join(root, "train-images-idx3-ubyte.gz")) as f:
-        images = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 28, 28, 1)
-    index = np.random.default_rng(seed).choice(len(labels), num_examples, replace=False)
-    return images[index].astype("float32"), labels[index]
+    images, labels = _fashion_mnist_split("train", num_examples, np.random.default_rng(seed))
+    return images.astype("float32"), labels
+
+
+def fashion_mnist_sample(num_examples: int, seed: int = 0):
+    """`num_examples` test-split images uint8 `[n, 28, 28, 1]` and int32 labels.
+
+    Falls back to random pixels (labels by brightness) without the Debian package.
+    """
+    rng = np.random.default_rng(seed)
+    try:
+        return _fashion_mnist_split("t10k", num_examples, rng)
+    except FileNotFoundError:
+        images = rng.integers(0, 256, (num_examples, 28, 28, 1), dtype=np.uint8)
+        labels = (images.mean(axis=(1, 2, 3)) / 25.6).astype("int32") % 10
+        return images, labels
 
 
 def symmetric_noise(labels, rate: float, num_classes: int, seed: int = 0):

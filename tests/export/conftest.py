@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import keras
 import pytest
-from export_helpers import CLASS_NAMES, SUBSET_SIZE, fashion_mnist_sample, same_label_subsets
+from export_helpers import SUBSET_SIZE
+from test_case import fashion_mnist_sample, group_subsets
 
 import keras_metacleaner as kmc
+from keras_metacleaner.data.sources.fashion_mnist import CLASS_NAMES
 
 
 @pytest.fixture(scope="session")
@@ -14,7 +16,7 @@ def trained_model():
     """A small_cnn MetaCleanerModel (a weighting with variables) trained on 320 images."""
     keras.utils.set_random_seed(0)
     images, labels = fashion_mnist_sample(320, seed=0)
-    x, y = same_label_subsets(images, labels, SUBSET_SIZE)
+    x, y = group_subsets(images.astype("float32"), labels, SUBSET_SIZE)
     model = kmc.MetaCleanerModel(
         kmc.models.small_cnn((28, 28, 1)),
         num_classes=10,

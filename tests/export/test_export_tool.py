@@ -9,7 +9,9 @@ import sys
 
 import numpy as np
 import tensorflow as tf
-from export_helpers import CLASS_NAMES, keras_probabilities, repo_root
+from export_helpers import keras_probabilities, repo_root
+
+from keras_metacleaner.data.sources.fashion_mnist import CLASS_NAMES
 
 
 def _export_tool(*args: str) -> subprocess.CompletedProcess:

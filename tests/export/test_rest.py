@@ -11,10 +11,11 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
-from export_helpers import CLASS_NAMES, keras_probabilities, repo_root
+from export_helpers import keras_probabilities, repo_root
 from fake_serving import FakeTFServing, decode_instances, predict
 
 import keras_metacleaner as kmc
+from keras_metacleaner.data.sources.fashion_mnist import CLASS_NAMES
 
 
 def _pngs(images) -> list[bytes]:

@@ -13,9 +13,10 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from export_helpers import CLASS_NAMES, keras_probabilities
+from export_helpers import keras_probabilities
 
 import keras_metacleaner as kmc
+from keras_metacleaner.data.sources.fashion_mnist import CLASS_NAMES
 
 
 def test_version_layout_and_class_names_asset(exported):
