@@ -1,6 +1,7 @@
 """Tests for keras_metacleaner.data.grouping (both the index and the streaming path)."""
 
 import logging
+import warnings
 
 import keras
 import numpy as np
@@ -219,3 +220,40 @@ def test_metacleaner_model_fits_on_grouped_batches(path):
     assert np.isfinite(history.history["loss"][0])
     assert "alpha_mean" in history.history
     assert any(not np.allclose(b, w.numpy()) for b, w in zip(before, model.trainable_weights))
+
+
+def _expected_batches(labels, subset_size, groups_per_batch):
+    """Batches per epoch of the index path: every class cut into ceil(n_c / N) subsets."""
+    subsets = sum(-(-count // subset_size) for count in np.bincount(labels) if count)
+    return subsets // groups_per_batch
+
+
+@pytest.mark.parametrize("variant", ["gather", "augment", "materialized"])
+def test_index_path_declares_its_batches_per_epoch(variant):
+    # 11, 10 and 9 examples, N=4: 3 + 3 + 3 = 9 subsets, K=2: 4 batches, one subset dropped.
+    labels = np.repeat(np.arange(3), [11, 10, 9])
+    images, labels = _data(labels)
+    if variant == "materialized":
+        plain = tf.data.Dataset.from_tensor_slices((images, labels)).map(lambda x, y: (x, y))
+        ds = group_by_class(plain, 4, 2, seed=0, in_memory=True)
+    else:
+        augment = (lambda x, y: (x + 0.0, y)) if variant == "augment" else None
+        ds = group_by_class(common.array_dataset(images, labels), 4, 2, seed=0, augment=augment)
+    expected = _expected_batches(labels, 4, 2)
+    assert int(ds.cardinality()) == expected
+    # The declared number is what iterating yields, epoch after epoch.
+    assert [sum(1 for _ in ds) for _ in range(2)] == [expected, expected]
+
+
+def test_fit_on_index_path_knows_the_epoch_length():
+    images = np.random.default_rng(0).uniform(0, 255, (24, 8, 8, 1)).astype("float32")
+    labels = (np.arange(24) % 3).astype("int32")
+    ds = group_by_class(common.array_dataset(images, labels), subset_size=2, groups_per_batch=3)
+    model = kmc.MetaCleanerModel(
+        kmc.models.small_cnn((8, 8, 1), feature_dim=8), num_classes=3, subset_size=2
+    )
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss="sparse_categorical_crossentropy")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(ds, epochs=2, verbose=0)
+    assert not [w for w in caught if "ran out of data" in str(w.message)]
