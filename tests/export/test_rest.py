@@ -22,6 +22,18 @@ def _pngs(images) -> list[bytes]:
     return [tf.io.encode_png(image).numpy() for image in images]
 
 
+def _png_files(images, directory) -> tuple[list[str], str]:
+    """`images` written as item<i>.png under `directory`, and the path of a broken PNG."""
+    files = []
+    for i, png in enumerate(_pngs(images)):
+        files.append(str(directory / f"item{i}.png"))
+        with open(files[-1], "wb") as handle:
+            handle.write(png)
+    bad = directory / "broken.png"
+    bad.write_bytes(b"this is not a png")
+    return files, str(bad)
+
+
 def test_predict_url():
     assert (
         kmc.export.predict_url("localhost", "fashion_mnist")
@@ -109,13 +121,7 @@ def test_serving_client_against_a_loopback_tf_serving(
     trained_model, exported, sample_images, tmp_path
 ):
     images, _ = sample_images
-    files = []
-    for i, png in enumerate(_pngs(images[:3])):
-        files.append(str(tmp_path / f"item{i}.png"))
-        with open(files[-1], "wb") as handle:
-            handle.write(png)
-    bad = tmp_path / "broken.png"
-    bad.write_bytes(b"this is not a png")
+    files, bad = _png_files(images[:3], tmp_path)
     expected = keras_probabilities(trained_model, images[:3])
 
     with FakeTFServing(exported[0], "fashion_mnist") as server:
@@ -130,7 +136,7 @@ def test_serving_client_against_a_loopback_tf_serving(
         sent = [open(f, "rb").read() for f in files]
         assert server.requests[-1] == kmc.export.bytes_request(sent)
 
-        failed = _run_client(server.port, files[0], str(bad))
+        failed = _run_client(server.port, files[0], bad)
         assert failed.returncode != 0
         assert "HTTP 400" in failed.stderr and "image_bytes[1]" in failed.stderr
 
@@ -145,13 +151,7 @@ def test_serving_client_grpc_against_a_loopback_prediction_service(
     from fake_serving import FakeTFServingGrpc
 
     images, _ = sample_images
-    files = []
-    for i, png in enumerate(_pngs(images[:2])):
-        files.append(str(tmp_path / f"item{i}.png"))
-        with open(files[-1], "wb") as handle:
-            handle.write(png)
-    bad = tmp_path / "broken.png"
-    bad.write_bytes(b"this is not a png")
+    files, bad = _png_files(images[:2], tmp_path)
     expected = keras_probabilities(trained_model, images[:2])
 
     with FakeTFServingGrpc(exported[0], "fashion_mnist") as server:
@@ -161,6 +161,6 @@ def test_serving_client_grpc_against_a_loopback_prediction_service(
         assert [line[1] for line in lines] == [CLASS_NAMES[i] for i in expected.argmax(-1)]
         np.testing.assert_allclose([float(line[3]) for line in lines], expected.max(-1), atol=1e-4)
 
-        failed = _run_client(server.port, "--protocol=grpc", files[0], str(bad))
+        failed = _run_client(server.port, "--protocol=grpc", files[0], bad)
         assert failed.returncode != 0
         assert "INVALID_ARGUMENT" in failed.stderr and "image_bytes[1]" in failed.stderr
