@@ -6,7 +6,7 @@ Data flows one way: `load(spec)` -> `add_label_noise` / `replace_labels` ->
 
 from keras_metacleaner.data import preprocessing
 from keras_metacleaner.data.grouping import group_by_class
-from keras_metacleaner.data.indexed import DecodeErrors
+from keras_metacleaner.data.indexed import DecodeErrors, take
 from keras_metacleaner.data.info import DatasetInfo
 from keras_metacleaner.data.loading import SOURCES, load, parse_spec
 from keras_metacleaner.data.noise import NOISE_KINDS, add_label_noise, replace_labels
@@ -24,6 +24,7 @@ __all__ = [
     "parse_spec",
     "preprocessing",
     "replace_labels",
+    "take",
     "test_transform",
     "train_augment",
 ]

@@ -106,6 +106,43 @@ def get_source(dataset: tf.data.Dataset) -> IndexedSource | None:
     return getattr(dataset, _ATTRIBUTE, None)
 
 
+def take(dataset: tf.data.Dataset, count: int) -> tf.data.Dataset:
+    """The first `count` elements of `dataset`, keeping its random-access view.
+
+    `dataset.take(count)` alone loses the view that `load` attached, so
+    `group_by_class` would fall back to its slower streaming path.
+
+    Args:
+        dataset: a `tf.data.Dataset`, usually one returned by `load`.
+        count: how many elements to keep (all of them if the dataset is
+            shorter), an integer >= 0.
+
+    Returns:
+        The dataset of the first `count` elements; when `dataset` has a
+        random-access view, the result has the view of those elements.
+
+    Example:
+
+    >>> train, _, info = keras_metacleaner.data.load("fashion_mnist")
+    >>> small = keras_metacleaner.data.take(train, 1000)
+    >>> int(small.cardinality())
+    1000
+    """
+    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 0:
+        raise ValueError(f"take: `count` must be an integer >= 0, got {count!r}.")
+    count = int(count)
+    result = dataset.take(count)
+    source = get_source(dataset)
+    if source is not None:
+        attach(
+            result,
+            dataclasses.replace(
+                source, elements=source.elements[:count], labels=source.labels[:count]
+            ),
+        )
+    return result
+
+
 def skip_unreadable(dataset: tf.data.Dataset, report_fn: Callable) -> tf.data.Dataset:
     """Drops elements whose map raised, and reports how many went missing.
 

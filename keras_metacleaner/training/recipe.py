@@ -22,7 +22,6 @@ import tensorflow as tf
 from absl import logging
 
 from keras_metacleaner import analysis, data, export
-from keras_metacleaner.data import indexed
 from keras_metacleaner.layers.weighting import DEFAULT_WEIGHTING
 from keras_metacleaner.models import MetaCleanerModel, get_backbone
 from keras_metacleaner.training import callbacks as kmc_callbacks
@@ -213,20 +212,6 @@ def load_transition(path: str, num_classes: int | None = None) -> np.ndarray:
     return matrix
 
 
-def _take(dataset: tf.data.Dataset, count: int) -> tf.data.Dataset:
-    """The first `count` elements, keeping `load`'s random-access view (fast grouping)."""
-    result = dataset.take(count)
-    source = indexed.get_source(dataset)
-    if source is not None:
-        indexed.attach(
-            result,
-            dataclasses.replace(
-                source, elements=source.elements[:count], labels=source.labels[:count]
-            ),
-        )
-    return result
-
-
 def _map_images(dataset: tf.data.Dataset, fn) -> tf.data.Dataset:
     return dataset.map(lambda x, y: (fn(x), y), num_parallel_calls=tf.data.AUTOTUNE)
 
@@ -282,7 +267,7 @@ def prepare_data(config: TrainConfig) -> _Data:
         None if info.train_clean_labels is None else np.asarray(info.train_clean_labels, np.int32)
     )
     if config.train_subset and config.train_subset < len(labels):
-        train = _take(train, config.train_subset)
+        train = data.take(train, config.train_subset)
         labels = labels[: config.train_subset]
         clean = None if clean is None else clean[: config.train_subset]
     injected = config.noise_type != "none" and (
@@ -498,7 +483,7 @@ def _finetune_source(config: TrainConfig, prepared: _Data):
             )
         size = info.train_size
     if config.finetune_subset and config.finetune_subset < size:
-        train, size = _take(train, config.finetune_subset), config.finetune_subset
+        train, size = data.take(train, config.finetune_subset), config.finetune_subset
     return train, size
 
 
