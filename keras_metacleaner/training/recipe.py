@@ -426,6 +426,38 @@ def _stage_callbacks(dirs: _Dirs, stage: str, epochs: int, extra=()) -> list:
     ]
 
 
+def _fit_stage(
+    model: keras.Model,
+    dataset: tf.data.Dataset,
+    stage: str,
+    epochs: int,
+    steps: int,
+    *,
+    config: TrainConfig,
+    dirs: _Dirs,
+    test_ds: tf.data.Dataset,
+    strategy,
+    multi_worker: bool,
+    extra=(),
+) -> list[dict]:
+    """Fits one stage ("train" or "finetune") on a repeated dataset; returns its epochs."""
+    dataset = _distribute_options(dataset.prefetch(tf.data.AUTOTUNE), multi_worker)
+    cbs = _stage_callbacks(dirs, stage, epochs, extra)
+    if multi_worker:
+        _build_before_multi_worker_fit(model, dataset, strategy)
+    model.fit(
+        dataset,
+        epochs=epochs,
+        steps_per_epoch=steps,
+        validation_data=test_ds,
+        callbacks=cbs,
+        verbose=config.verbose,
+        shuffle=False,
+    )
+    # EpochHistory, not fit's History: it also holds the epochs before a resume.
+    return cbs[1].epochs
+
+
 def _probe_batch(groups: tf.data.Dataset, max_subsets: int = 16):
     for x, y in groups.take(1):
         return x.numpy()[:max_subsets], y.numpy()[:max_subsets]
@@ -627,20 +659,19 @@ def _run(config: TrainConfig, strategy: tf.distribute.Strategy, dirs: _Dirs) -> 
                 config, prepared.train, train_size, image_shape, config.seed
             ).repeat()
             extra = []
-        train_ds = _distribute_options(train_ds.prefetch(tf.data.AUTOTUNE), multi_worker)
-        cbs = _stage_callbacks(dirs, "train", config.epochs, extra)
-        if multi_worker:
-            _build_before_multi_worker_fit(model, train_ds, strategy)
-        model.fit(
+        history += _fit_stage(
+            model,
             train_ds,
-            epochs=config.epochs,
-            steps_per_epoch=steps,
-            validation_data=test_ds,
-            callbacks=cbs,
-            verbose=config.verbose,
-            shuffle=False,
+            "train",
+            config.epochs,
+            steps,
+            config=config,
+            dirs=dirs,
+            test_ds=test_ds,
+            strategy=strategy,
+            multi_worker=multi_worker,
+            extra=extra,
         )
-        history += cbs[1].epochs
         if grouped:
             alpha = alpha_cb.last_alpha if alpha_cb.last_alpha is not None else alpha_cb._alpha()
             floor = float(model.cleaner.alpha_min)
@@ -685,20 +716,18 @@ def _run(config: TrainConfig, strategy: tf.distribute.Strategy, dirs: _Dirs) -> 
         finetune_ds = _single_pipeline(
             config, finetune_train, finetune_size, image_shape, config.seed + 1
         ).repeat()
-        finetune_ds = _distribute_options(finetune_ds.prefetch(tf.data.AUTOTUNE), multi_worker)
-        cbs = _stage_callbacks(dirs, "finetune", config.finetune_epochs)
-        if multi_worker:
-            _build_before_multi_worker_fit(classifier, finetune_ds, strategy)
-        classifier.fit(
+        history += _fit_stage(
+            classifier,
             finetune_ds,
-            epochs=config.finetune_epochs,
-            steps_per_epoch=finetune_steps,
-            validation_data=test_ds,
-            callbacks=cbs,
-            verbose=config.verbose,
-            shuffle=False,
+            "finetune",
+            config.finetune_epochs,
+            finetune_steps,
+            config=config,
+            dirs=dirs,
+            test_ds=test_ds,
+            strategy=strategy,
+            multi_worker=multi_worker,
         )
-        history += cbs[1].epochs
 
     # Eager forward passes over the whole, unsharded test set: the same exact
     # number on every worker of any strategy (Keras' distributed evaluate
