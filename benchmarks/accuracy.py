@@ -55,7 +55,7 @@ METHODS = {
 SUITES = {
     # (methods, noise settings, subset sizes)
     "main": (
-        ["baseline", "constant", "fc_fc_relu_sig", "label_confidence+member"],
+        ["baseline", "constant", "fc_fc_relu_sig", "label_confidence+member0.5"],
         [("symmetric", r) for r in (0.0, 0.2, 0.4, 0.6, 0.8)] + [("pairflip", 0.45)],
         [4],
     ),
@@ -65,7 +65,7 @@ SUITES = {
         [4],
     ),
     "subset_size": (
-        ["label_confidence+member"],
+        ["label_confidence+member0.5"],
         [("symmetric", r) for r in (0.2, 0.4, 0.6)],
         [1, 2, 3, 4, 5, 6],
     ),

@@ -8,10 +8,11 @@ from keras_metacleaner.models.backbones import (
     small_cnn,
     wide_resnet,
 )
-from keras_metacleaner.models.metacleaner_model import MetaCleanerModel
+from keras_metacleaner.models.metacleaner_model import DEFAULT_MEMBER_LOSS_WEIGHT, MetaCleanerModel
 
 __all__ = [
     "BACKBONES",
+    "DEFAULT_MEMBER_LOSS_WEIGHT",
     "CaffePreprocessing",
     "MetaCleanerModel",
     "get_backbone",

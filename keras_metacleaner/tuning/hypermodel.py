@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from keras_metacleaner import data
 from keras_metacleaner.layers.weighting import DEFAULT_WEIGHTING, WEIGHTINGS
-from keras_metacleaner.models import MetaCleanerModel
+from keras_metacleaner.models import DEFAULT_MEMBER_LOSS_WEIGHT, MetaCleanerModel
 
 
 class MetaCleanerHyperModel(keras_tuner.HyperModel):
@@ -48,7 +48,7 @@ class MetaCleanerHyperModel(keras_tuner.HyperModel):
         weightings: Sequence[str] = (DEFAULT_WEIGHTING,),
         learning_rates: Sequence[float] = (0.02,),
         images_per_step: int = 128,
-        member_loss_weights: Sequence[float] = (1.0,),
+        member_loss_weights: Sequence[float] = (DEFAULT_MEMBER_LOSS_WEIGHT,),
         seed: int = 0,
         **kwargs,
     ):
