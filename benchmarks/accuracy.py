@@ -128,7 +128,9 @@ def run_one(config: dict) -> dict:
         data = train.shuffle(len(y_noisy), seed=seed, reshuffle_each_iteration=True)
         data = data.batch(images_per_step, drop_remainder=True)
     else:
-        method = dict(method)
+        # The methods name their per-image loss; without one they are the paper's
+        # pure hallucination, whatever the library's default.
+        method = {"member_loss_weight": 0.0, **method}
         if "weighting_args" in method:
             weighting = kmc.layers.get_weighting(method["weighting"], n_subset)
             config_ = {**weighting.get_config(), **method.pop("weighting_args")}
