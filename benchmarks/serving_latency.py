@@ -18,7 +18,6 @@ benchmarks/out/serving_latency.json.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import tempfile
@@ -32,6 +31,7 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 import keras_metacleaner as kmc  # noqa: E402
+from keras_metacleaner.training.results import write_json_atomic  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("backbone", "small_cnn", "Backbone name (see kmc.models.BACKBONES).")
@@ -99,14 +99,6 @@ def benchmark(model, loaded, batch_size: int, image_shape, rng) -> dict:
     }
 
 
-def _write_json(path: str, data: dict) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-    with os.fdopen(handle, "w") as out:
-        json.dump(data, out, indent=2)
-    os.replace(temp, path)
-
-
 def main(argv):
     del argv
     image_shape = tuple(int(d) for d in FLAGS.image_shape)
@@ -130,7 +122,7 @@ def main(argv):
                 f"{row[method]['p99_ms']:>9.3f}{ratio:>13.2f}x"
             )
     print("max |SavedModel - Keras| probabilities:", max(r["max_abs_diff_vs_keras"] for r in rows))
-    _write_json(
+    write_json_atomic(
         FLAGS.output,
         {
             "benchmark": "serving_latency",

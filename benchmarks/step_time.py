@@ -20,12 +20,10 @@ for each configuration.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -38,6 +36,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
 import keras_metacleaner as kmc  # noqa: E402
+from keras_metacleaner.training.results import write_json_atomic  # noqa: E402
 
 SEED = 0
 SUBSET_SIZE = 4
@@ -228,14 +227,6 @@ def run_config(name, factory, image_shape, images, args) -> dict:
     return result
 
 
-def _write_json(path: str, payload: dict) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(payload, f, indent=2)
-    os.replace(tmp, path)
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--configs", default="resnet50_224,resnet50_64,small_cnn_28")
@@ -298,7 +289,7 @@ def main(argv=None) -> int:
                 f"cleaner fwd+bwd {piece['cleaner_fwd_bwd_s'] * 1e3:.2f} ms"
             )
 
-    _write_json(
+    write_json_atomic(
         args.out,
         {
             "benchmark": "step_time",
