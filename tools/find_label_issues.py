@@ -5,6 +5,8 @@ Each example is scored by its share of the cleaner's weight over random subsets 
 
     python tools/find_label_issues.py --model=runs/quickstart/metacleaner/model.keras \
         --dataset=npz:my_data.npz --output=label_issues.csv
+    python tools/find_label_issues.py --model=runs/quickstart/metacleaner/model.keras \
+        --dataset=fashion_mnist --train_subset=10000 --noise_type=symmetric --noise_rate=0.4
 
 With `--noise_rate` the same noise as the training run is injected (same `--seed`), so the
 ranking can be checked against the flips; with `npz` `y_train_clean` the true labels are used.
@@ -30,6 +32,9 @@ flags.DEFINE_string(
 flags.DEFINE_enum("noise_type", "none", ["none", "symmetric", "pairflip"], "Noise to inject.")
 flags.DEFINE_float("noise_rate", 0.0, "Fraction of labels to corrupt, in [0, 1).")
 flags.DEFINE_integer("seed", 0, "Seed of the injected noise and of the subset draws.")
+flags.DEFINE_integer(
+    "train_subset", 0, "As in train.py: keep the first this many examples, then inject noise."
+)
 flags.DEFINE_integer("draws", 4, "Random subset partitions to average each score over.")
 flags.DEFINE_integer("max_examples", 20000, "Score at most this many training examples.")
 flags.DEFINE_string("output", "label_issues.csv", "CSV written: rank, index, label, score, ...")
@@ -49,8 +54,8 @@ def main(argv):
         _fail("--dataset is required (e.g. fashion_mnist or npz:PATH).")
     if not 0.0 <= FLAGS.noise_rate < 1.0:
         _fail(f"--noise_rate={FLAGS.noise_rate} must be in [0, 1).")
-    if FLAGS.draws < 1 or FLAGS.max_examples < 1:
-        _fail("--draws and --max_examples must be >= 1.")
+    if FLAGS.draws < 1 or FLAGS.max_examples < 1 or FLAGS.train_subset < 0:
+        _fail("--draws and --max_examples must be >= 1, --train_subset >= 0.")
 
     import keras
     import numpy as np
@@ -65,16 +70,21 @@ def main(argv):
     if not isinstance(model, kmc.MetaCleanerModel):
         _fail(f"--model={FLAGS.model!r} is a {type(model).__name__}, not a MetaCleanerModel.")
 
-    take = min(FLAGS.max_examples, info.train_size)
-    images = np.concatenate([x for x, _ in train.take(take).batch(1024).as_numpy_iterator()])
-    given = info.train_labels[:take]
-    true = None if info.train_clean_labels is None else info.train_clean_labels[:take]
+    labels = info.train_labels
+    true = info.train_clean_labels
+    if FLAGS.train_subset:
+        labels = labels[: FLAGS.train_subset]
+        true = None if true is None else true[: FLAGS.train_subset]
     if FLAGS.noise_type != "none" and FLAGS.noise_rate > 0:
-        true = given
-        given, _ = kmc.data.add_label_noise(
-            info.train_labels, FLAGS.noise_rate, FLAGS.noise_type, info.num_classes, seed=FLAGS.seed
+        # The same order as train.py (cut, then noise) gives the same flips for the same seed.
+        true = labels
+        labels, _ = kmc.data.add_label_noise(
+            labels, FLAGS.noise_rate, FLAGS.noise_type, info.num_classes, seed=FLAGS.seed
         )
-        given = given[:take]
+    take = min(FLAGS.max_examples, len(labels))
+    images = np.concatenate([x for x, _ in train.take(take).batch(1024).as_numpy_iterator()])
+    given = labels[:take]
+    true = None if true is None else true[:take]
 
     scores = kmc.analysis.alpha_scores(model, images, given, draws=FLAGS.draws, seed=FLAGS.seed)
     order = kmc.analysis.rank_label_issues(scores)
