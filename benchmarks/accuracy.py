@@ -122,9 +122,7 @@ def run_one(config: dict) -> dict:
     method = METHODS[config["method"]]
     train = tf.data.Dataset.from_tensor_slices((x.astype("float32"), y_noisy))
     if method is None:
-        images = keras.Input(info.image_shape)
-        logits = keras.layers.Dense(info.num_classes)(backbone(images))
-        model = keras.Model(images, keras.layers.Activation("softmax")(logits))
+        model = kmc.training.plain_classifier(backbone, info.num_classes)
         data = train.shuffle(len(y_noisy), seed=seed, reshuffle_each_iteration=True)
         data = data.batch(images_per_step, drop_remainder=True)
     else:
