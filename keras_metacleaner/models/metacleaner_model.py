@@ -212,11 +212,10 @@ class MetaCleanerModel(keras.Model):
         features = self._subset_features(x, training)
         member_logits = None
         class_scores = None
-        if (
-            self.mode == "loss_reweight"
-            or self.member_loss_weight
-            or self.weighting.uses_class_scores
-        ):
+        # Members are classified on their own only where something reads it:
+        # the losses that need them (training) and label-scoring weightings.
+        needs_member_loss = training and (self.mode == "loss_reweight" or self.member_loss_weight)
+        if needs_member_loss or self.weighting.uses_class_scores:
             member_logits = self.classifier(features)
         if self.weighting.uses_class_scores:
             if labels is None:
