@@ -76,14 +76,8 @@ def _partition_by_class(
             continue  # A lone example has no companions to be compared with.
         remainder = (-len(members)) % subset_size
         if remainder:
-            members = np.concatenate(
-                [
-                    members,
-                    rng.choice(
-                        members, remainder, replace=False if remainder <= len(members) else True
-                    ),
-                ]
-            )
+            padding = rng.choice(members, remainder, replace=remainder > len(members))
+            members = np.concatenate([members, padding])
         subsets.append(members.reshape(-1, subset_size))
     if not subsets:
         return np.zeros((0, subset_size), np.int64)
