@@ -48,6 +48,17 @@ METHODS = {
         weighting="label_confidence", weighting_args={"gamma": 2.0}, member_loss_weight=1.0
     ),
     "label_confidence+member0.5": dict(weighting="label_confidence", member_loss_weight=0.5),
+    "label_confidence_rel+member0.5": dict(
+        weighting="label_confidence", weighting_args={"relative": True}, member_loss_weight=0.5
+    ),
+    "label_confidence_rel+member": dict(
+        weighting="label_confidence", weighting_args={"relative": True}, member_loss_weight=1.0
+    ),
+    "label_confidence_rel_g2+member": dict(
+        weighting="label_confidence",
+        weighting_args={"relative": True, "gamma": 2.0},
+        member_loss_weight=1.0,
+    ),
     "loss_reweight:fc_fc_relu_sig": dict(weighting="fc_fc_relu_sig", mode="loss_reweight"),
     "loss_reweight:label_confidence": dict(weighting="label_confidence", mode="loss_reweight"),
 }

@@ -151,7 +151,8 @@ def _profile(plain, metacleaners: dict, x_plain, y_plain, x_sets, y_sets, steps:
             with tf.GradientTape() as tape:
                 tape.watch(features)
                 member_logits = model.classifier(features)
-                scores = model._label_log_probs(member_logits, y_sets)
+                log_probs = tf.nn.log_softmax(member_logits, axis=-1)
+                scores = model.weighting.class_scores(log_probs, y_sets)
                 clean, _ = model.cleaner(features, scores)
                 loss = tf.reduce_sum(model.classifier(clean))
             return tape.gradient(loss, [features, *model.cleaner.trainable_variables])

@@ -43,6 +43,19 @@ class Weighting(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:2])
 
+    def class_scores(self, log_probs, labels):
+        """The `class_scores` this weighting reads, from the classifier.
+
+        Args:
+            log_probs: `[K, N, C]` log-softmax of each member's logits.
+            labels: `[K]` int, each subset's (noisy) label.
+
+        Returns:
+            `[K, N]` log p(label | v_i).
+        """
+        index = ops.broadcast_to(ops.reshape(labels, (-1, 1, 1)), (*ops.shape(log_probs)[:2], 1))
+        return ops.squeeze(ops.take_along_axis(log_probs, index, axis=-1), -1)
+
     def get_config(self) -> dict:
         config = super().get_config()
         config.update({"subset_size": self.subset_size, "hidden_units": self.hidden_units})
@@ -251,6 +264,11 @@ class LabelConfidenceWeighting(Weighting):
             little weight (the paper's argument for α ≥ 0.5 on fine-grained
             data).
         gamma: float > 0. Sharpness: α uses p^γ.
+        relative: bool. Use p(y | v_i) / max_c p(c | v_i) instead of
+            p(y | v_i): a member the classifier already puts in its label's
+            class gets α = 1 however unsure it is, so hard but correctly
+            labelled images keep their full weight; only members that look
+            more like another class are turned down.
 
     Example:
 
@@ -268,9 +286,11 @@ class LabelConfidenceWeighting(Weighting):
         hidden_units: int = 0,
         floor: float = 0.05,
         gamma: float = 1.0,
+        relative: bool = False,
         **kwargs,
     ):
         super().__init__(subset_size, hidden_units, **kwargs)
+        self.relative = bool(relative)
         if not 0.0 <= floor < 1.0:
             raise ValueError(f"`floor` must be in [0, 1), got {floor}.")
         if gamma <= 0:
@@ -278,6 +298,12 @@ class LabelConfidenceWeighting(Weighting):
         self.floor = float(floor)
         self.gamma = float(gamma)
         self.alpha_min = self.floor
+
+    def class_scores(self, log_probs, labels):
+        scores = super().class_scores(log_probs, labels)
+        if self.relative:
+            scores = scores - ops.max(log_probs, axis=-1)
+        return scores
 
     def call(self, features, class_scores=None):
         if class_scores is None:
@@ -287,7 +313,12 @@ class LabelConfidenceWeighting(Weighting):
         return ops.cast(alpha, features.dtype)
 
     def get_config(self) -> dict:
-        return {**super().get_config(), "floor": self.floor, "gamma": self.gamma}
+        return {
+            **super().get_config(),
+            "floor": self.floor,
+            "gamma": self.gamma,
+            "relative": self.relative,
+        }
 
 
 #: Names accepted by `get_weighting` and the `weighting=` arguments.

@@ -201,12 +201,6 @@ class MetaCleanerModel(keras.Model):
         features = self.backbone(flat, training=training)
         return ops.reshape(features, (shape[0], shape[1], features.shape[-1]))
 
-    def _label_log_probs(self, member_logits, labels):
-        """log p(label | v_i) for each member: `[K, N]`."""
-        log_probs = ops.log_softmax(ops.cast(member_logits, "float32"), axis=-1)
-        index = ops.broadcast_to(ops.reshape(labels, (-1, 1, 1)), (*ops.shape(log_probs)[:2], 1))
-        return ops.squeeze(ops.take_along_axis(log_probs, index, axis=-1), -1)
-
     def _forward_subsets(self, x, labels, training):
         """Returns subset probabilities `[K, C]`, α `[K, N]` and member logits."""
         features = self._subset_features(x, training)
@@ -223,7 +217,8 @@ class MetaCleanerModel(keras.Model):
                 # most likely class under the plain mean.
                 mean_probs = ops.mean(ops.softmax(ops.cast(member_logits, "float32")), axis=1)
                 labels = ops.argmax(mean_probs, axis=-1)
-            class_scores = self._label_log_probs(member_logits, labels)
+            log_probs = ops.log_softmax(ops.cast(member_logits, "float32"), axis=-1)
+            class_scores = self.weighting.class_scores(log_probs, labels)
         clean, alpha = self.cleaner(features, class_scores)
         probabilities = self.probabilities(self.classifier(clean))
         return probabilities, alpha, member_logits
