@@ -59,6 +59,23 @@ METHODS = {
         weighting_args={"relative": True, "gamma": 2.0},
         member_loss_weight=1.0,
     ),
+    # Remedies tried against the collapse of the paper's weighting (issue #6, 3).
+    **{
+        f"fc_fc_relu_sig.{name}": dict(weighting="fc_fc_relu_sig", weighting_args=args)
+        for name, args in {
+            "bias1": {"output_bias": 1.0},
+            "leaky": {"negative_slope": 0.1},
+            "norm": {"normalize_inputs": True},
+            "stopgrad": {"stop_input_gradient": True},
+            "t4": {"temperature": 4.0},
+            "all": {
+                "output_bias": 1.0,
+                "negative_slope": 0.1,
+                "normalize_inputs": True,
+                "stop_input_gradient": True,
+            },
+        }.items()
+    },
     "loss_reweight:fc_fc_relu_sig": dict(weighting="fc_fc_relu_sig", mode="loss_reweight"),
     "loss_reweight:label_confidence": dict(weighting="label_confidence", mode="loss_reweight"),
 }

@@ -130,11 +130,27 @@ class DenseWeighting(Weighting):
     `fc_fc_relu_sig`); a unit whose pre-activation goes negative gets no
     gradient, which is how this variant dies (α ≡ 0.5).
 
+    The remaining arguments are the remedies measured against that collapse
+    (docs/results.md); their defaults are the paper's layer.
+
     Args:
         subset_size: int. N.
         hidden_units: int. Width of the first FC layer (384 or 512 in the paper).
         hidden_relu: bool. ReLU after the first FC layer.
         output_relu: bool. ReLU after the second FC layer.
+        negative_slope: float >= 0. Slope of both ReLUs below zero (leaky
+            ReLU); above 0 a negative unit still gets a gradient, and α can
+            go below 0.5.
+        output_bias: float. Initial bias of the second FC layer: positive
+            values start every unit in the ReLU's active region.
+        normalize_inputs: bool. L2-normalise each member's feature before the
+            concatenation, so the backbone's feature scale cannot saturate
+            the FC layers.
+        stop_input_gradient: bool. Stop the gradient from the weighting into
+            the backbone features it reads: the backbone then learns only
+            from the weighted mean, and α cannot be served by bending the
+            features.
+        temperature: float > 0. α = sigmoid(z / temperature).
 
     Example:
 
@@ -150,17 +166,31 @@ class DenseWeighting(Weighting):
         hidden_units: int = 384,
         hidden_relu: bool = False,
         output_relu: bool = True,
+        negative_slope: float = 0.0,
+        output_bias: float = 0.0,
+        normalize_inputs: bool = False,
+        stop_input_gradient: bool = False,
+        temperature: float = 1.0,
         **kwargs,
     ):
         super().__init__(subset_size, hidden_units, **kwargs)
+        if negative_slope < 0:
+            raise ValueError(f"`negative_slope` must be >= 0, got {negative_slope}.")
+        if temperature <= 0:
+            raise ValueError(f"`temperature` must be > 0, got {temperature}.")
         self.hidden_relu = bool(hidden_relu)
         self.output_relu = bool(output_relu)
-        self.alpha_min = 0.5 if self.output_relu else 0.0
-        self.hidden = keras.layers.Dense(
-            hidden_units, activation="relu" if hidden_relu else None, name="hidden"
-        )
+        self.negative_slope = float(negative_slope)
+        self.output_bias = float(output_bias)
+        self.normalize_inputs = bool(normalize_inputs)
+        self.stop_input_gradient = bool(stop_input_gradient)
+        self.temperature = float(temperature)
+        self.alpha_min = 0.5 if self.output_relu and not self.negative_slope else 0.0
+        self.hidden = keras.layers.Dense(hidden_units, name="hidden")
         self.output_dense = keras.layers.Dense(
-            subset_size, activation="relu" if output_relu else None, name="output"
+            subset_size,
+            bias_initializer=keras.initializers.Constant(self.output_bias),
+            name="output",
         )
 
     def build(self, input_shape):
@@ -168,14 +198,36 @@ class DenseWeighting(Weighting):
         self.hidden.build((input_shape[0], flat))
         self.output_dense.build((input_shape[0], self.hidden_units))
 
+    def _relu(self, x):
+        return ops.leaky_relu(x, self.negative_slope) if self.negative_slope else ops.relu(x)
+
     def call(self, features, class_scores=None):
+        if self.stop_input_gradient:
+            features = ops.stop_gradient(features)
+        if self.normalize_inputs:
+            features = _unit(features)
         shape = ops.shape(features)
-        concatenated = ops.reshape(features, (shape[0], shape[1] * shape[2]))
-        return ops.sigmoid(self.output_dense(self.hidden(concatenated)))
+        hidden = self.hidden(ops.reshape(features, (shape[0], shape[1] * shape[2])))
+        if self.hidden_relu:
+            hidden = self._relu(hidden)
+        logits = self.output_dense(hidden)
+        if self.output_relu:
+            logits = self._relu(logits)
+        return ops.sigmoid(logits / self.temperature)
 
     def get_config(self) -> dict:
         config = super().get_config()
-        config.update({"hidden_relu": self.hidden_relu, "output_relu": self.output_relu})
+        config.update(
+            {
+                "hidden_relu": self.hidden_relu,
+                "output_relu": self.output_relu,
+                "negative_slope": self.negative_slope,
+                "output_bias": self.output_bias,
+                "normalize_inputs": self.normalize_inputs,
+                "stop_input_gradient": self.stop_input_gradient,
+                "temperature": self.temperature,
+            }
+        )
         return config
 
 

@@ -11,6 +11,7 @@ from keras_metacleaner.layers.weighting import (
     DEFAULT_WEIGHTING,
     PAPER_WEIGHTING,
     WEIGHTINGS,
+    DenseWeighting,
     LabelConfidenceWeighting,
     get_weighting,
 )
@@ -160,6 +161,114 @@ def test_label_confidence_formula_and_stopped_gradient():
     assert gradient is None or np.all(gradient.numpy() == 0)
 
 
+def test_label_confidence_relative_scores_divide_by_the_top_class():
+    log_probs = np.log(
+        np.array([[[0.5, 0.3, 0.2], [0.2, 0.7, 0.1]], [[0.1, 0.1, 0.8], [0.4, 0.4, 0.2]]])
+    ).astype("float32")
+    labels = np.array([0, 2], "int32")
+    plain = LabelConfidenceWeighting(subset_size=2, floor=0.0)
+    relative = LabelConfidenceWeighting(subset_size=2, floor=0.0, relative=True)
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(plain.class_scores(log_probs, labels)),
+        np.log([[0.5, 0.2], [0.8, 0.2]]),
+        rtol=1e-6,
+    )
+    scores = relative.class_scores(log_probs, labels)
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(scores), np.log([[1.0, 0.2 / 0.7], [1.0, 0.2 / 0.4]]), rtol=1e-6
+    )
+    # The label's class is the top one: full weight however unsure (0.5).
+    alpha = ops.convert_to_numpy(relative(np.zeros((2, 2, 3), "float32"), scores))
+    np.testing.assert_allclose(alpha, [[1.0, 0.2 / 0.7], [1.0, 0.5]], rtol=1e-5)
+
+
+def test_label_confidence_relative_survives_serialization():
+    layer = LabelConfidenceWeighting(subset_size=N, relative=True, gamma=2.0)
+    restored = LabelConfidenceWeighting.from_config(layer.get_config())
+    assert restored.relative and restored.gamma == 2.0
+
+
+def _dense_alpha_and_feature_gradient(**kwargs):
+    import tensorflow as tf
+
+    layer = DenseWeighting(subset_size=N, hidden_units=H, **kwargs)
+    features = tf.constant(_features())
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(features)
+        alpha = layer(features)
+        total = tf.reduce_sum(alpha * tf.range(N, dtype=alpha.dtype))
+    return layer, alpha.numpy(), tape.gradient(total, features), tape, total
+
+
+def test_dense_defaults_are_the_papers_layer():
+    layer = DenseWeighting(subset_size=N, hidden_units=H)
+    assert layer.alpha_min == 0.5
+    assert (layer.negative_slope, layer.output_bias, layer.temperature) == (0.0, 0.0, 1.0)
+    assert not layer.normalize_inputs and not layer.stop_input_gradient
+
+
+def test_dense_negative_slope_keeps_a_gradient_below_zero():
+    import tensorflow as tf
+
+    for slope, alive in ((0.0, False), (0.1, True)):
+        layer = DenseWeighting(subset_size=N, hidden_units=H, negative_slope=slope)
+        layer.build((None, N, D))
+        layer.output_dense.bias.assign(np.full((N,), -100.0, "float32"))
+        with tf.GradientTape() as tape:
+            total = tf.reduce_sum(layer(tf.constant(_features())))
+        gradient = tape.gradient(total, layer.output_dense.bias)
+        # A closed ReLU is the absorbing state of the paper's layer; a leaky
+        # one still tells the bias which way is up.
+        assert (float(tf.reduce_max(tf.abs(gradient))) > 0) == alive
+    assert layer.alpha_min == 0.0
+
+
+def test_dense_output_bias_and_temperature_shape_the_first_alpha():
+    layer = DenseWeighting(subset_size=N, hidden_units=H, output_bias=50.0)
+    np.testing.assert_allclose(ops.convert_to_numpy(layer(_features())), 1.0, atol=1e-6)
+    hot = DenseWeighting(subset_size=N, hidden_units=H, output_bias=1.0, temperature=0.5)
+    hot.build((None, N, D))
+    hot.hidden.kernel.assign(np.zeros((N * D, H), "float32"))
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(hot(_features())), 1 / (1 + np.exp(-2.0)), rtol=1e-5
+    )
+
+
+def test_dense_normalized_inputs_ignore_the_feature_scale():
+    layer = DenseWeighting(subset_size=N, hidden_units=H, output_relu=False, normalize_inputs=True)
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(layer(_features())),
+        ops.convert_to_numpy(layer(_features(scale=25.0))),
+        rtol=1e-4,
+    )
+
+
+def test_dense_stop_input_gradient_cuts_only_the_backbone_path():
+    layer, _, feature_gradient, tape, total = _dense_alpha_and_feature_gradient(
+        output_relu=False, stop_input_gradient=True
+    )
+    assert feature_gradient is None
+    weight_gradients = tape.gradient(total, layer.trainable_weights)
+    assert all(g is not None for g in weight_gradients)
+    _, _, open_gradient, _, _ = _dense_alpha_and_feature_gradient(output_relu=False)
+    assert float(np.abs(open_gradient.numpy()).max()) > 0
+
+
+def test_dense_options_survive_serialization(tmp_path):
+    kwargs = dict(
+        subset_size=N,
+        hidden_units=H,
+        negative_slope=0.1,
+        output_bias=1.0,
+        normalize_inputs=True,
+        stop_input_gradient=True,
+        temperature=0.5,
+    )
+    run_layer_test(
+        DenseWeighting, kwargs, _features(), expected_output_shape=(K, N), tmp_path=tmp_path
+    )
+
+
 def test_label_confidence_without_scores_is_the_plain_mean():
     layer = LabelConfidenceWeighting(subset_size=N)
     np.testing.assert_array_equal(ops.convert_to_numpy(layer(_features())), np.ones((K, N)))
@@ -198,6 +307,8 @@ def test_unknown_name_lists_the_valid_ones():
         (lambda: LabelConfidenceWeighting(N, floor=1.0), "floor.*1.0"),
         (lambda: LabelConfidenceWeighting(N, floor=-0.1), "floor.*-0.1"),
         (lambda: LabelConfidenceWeighting(N, gamma=0.0), "gamma.*0.0"),
+        (lambda: DenseWeighting(N, H, negative_slope=-0.1), "negative_slope.*-0.1"),
+        (lambda: DenseWeighting(N, H, temperature=0.0), "temperature.*0.0"),
     ],
 )
 def test_bad_arguments_name_the_value(make, message):
