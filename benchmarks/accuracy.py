@@ -21,10 +21,12 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import copy
 import itertools
 import json
 import multiprocessing as mp
 import os
+import re
 import sys
 import time
 
@@ -43,22 +45,6 @@ METHODS = {
     "fc_relu_fc_relu_sig": dict(weighting="fc_relu_fc_relu_sig"),
     "agreement": dict(weighting="agreement"),
     "label_confidence": dict(weighting="label_confidence"),
-    "label_confidence+member": dict(weighting="label_confidence", member_loss_weight=1.0),
-    "label_confidence_g2+member": dict(
-        weighting="label_confidence", weighting_args={"gamma": 2.0}, member_loss_weight=1.0
-    ),
-    "label_confidence+member0.5": dict(weighting="label_confidence", member_loss_weight=0.5),
-    "label_confidence_rel+member0.5": dict(
-        weighting="label_confidence", weighting_args={"relative": True}, member_loss_weight=0.5
-    ),
-    "label_confidence_rel+member": dict(
-        weighting="label_confidence", weighting_args={"relative": True}, member_loss_weight=1.0
-    ),
-    "label_confidence_rel_g2+member": dict(
-        weighting="label_confidence",
-        weighting_args={"relative": True, "gamma": 2.0},
-        member_loss_weight=1.0,
-    ),
     # Remedies tried against the collapse of the paper's weighting (issue #6, 3).
     **{
         f"fc_fc_relu_sig.{name}": dict(weighting="fc_fc_relu_sig", weighting_args=args)
@@ -79,6 +65,40 @@ METHODS = {
     "loss_reweight:fc_fc_relu_sig": dict(weighting="fc_fc_relu_sig", mode="loss_reweight"),
     "loss_reweight:label_confidence": dict(weighting="label_confidence", mode="loss_reweight"),
 }
+
+# label_confidence[_rel][_g<gamma>][_f<floor>][+member[<weight>]]: the default
+# weighting's options spelled in the name ("+member" alone is weight 1.0).
+LABEL_CONFIDENCE_NAME = re.compile(
+    r"label_confidence(?P<relative>_rel)?(?:_g(?P<gamma>[\d.]+))?(?:_f(?P<floor>[\d.]+))?"
+    r"(?:\+member(?P<member>[\d.]+)?(?P<has_member>))?"
+)
+
+
+def method_kwargs(name: str) -> dict | None:
+    """MetaCleanerModel keyword arguments of a method name (None: plain training).
+
+    Raises:
+        KeyError: the name is neither in `METHODS` nor a label_confidence spelling.
+    """
+    if name in METHODS:
+        return METHODS[name]
+    match = LABEL_CONFIDENCE_NAME.fullmatch(name)
+    if match is None:
+        raise KeyError(name)
+    args = {}
+    if match["relative"]:
+        args["relative"] = True
+    if match["gamma"]:
+        args["gamma"] = float(match["gamma"])
+    if match["floor"]:
+        args["floor"] = float(match["floor"])
+    kwargs = dict(weighting="label_confidence")
+    if args:
+        kwargs["weighting_args"] = args
+    if match["has_member"] is not None:
+        kwargs["member_loss_weight"] = float(match["member"] or 1.0)
+    return kwargs
+
 
 SUITES = {
     # (methods, noise settings, subset sizes)
@@ -147,7 +167,9 @@ def run_one(config: dict) -> dict:
             boundaries, [config["learning_rate"] * 0.1**i for i in range(len(boundaries) + 1)]
         )
     backbone = kmc.models.small_cnn(info.image_shape)
-    method = METHODS[config["method"]]
+    method = method_kwargs(config["method"])
+    if method is not None:
+        method = copy.deepcopy(method)
     train = tf.data.Dataset.from_tensor_slices((x.astype("float32"), y_noisy))
     if method is None:
         model = kmc.training.plain_classifier(backbone, info.num_classes)
@@ -329,8 +351,13 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="one tiny run a method (smoke test)")
     args = parser.parse_args(argv)
     for name in filter(None, args.methods.split(",")):
-        if name not in METHODS:
-            parser.error(f"--methods: unknown method {name!r}; expected one of {sorted(METHODS)}")
+        try:
+            method_kwargs(name)
+        except KeyError:
+            parser.error(
+                f"--methods: unknown method {name!r}; expected one of {sorted(METHODS)} or "
+                "label_confidence[_rel][_g<gamma>][_f<floor>][+member[<weight>]]"
+            )
     if args.report:
         print(report(args.out))
         return 0

@@ -277,7 +277,13 @@ class MetaCleanerModel(keras.Model):
         every α at once.
         """
         alpha = ops.cast(alpha, "float32")
-        weights = self.subset_size * alpha / ops.sum(alpha, axis=1, keepdims=True)
+        total = ops.sum(alpha, axis=1, keepdims=True)
+        # A subset whose α all underflow to 0 (floor 0) falls back to equal
+        # weights instead of 0/0, as the MetaCleaner layer does.
+        alive = total > 0
+        alpha = ops.where(alive, alpha, ops.ones_like(alpha))
+        total = ops.where(alive, total, float(self.subset_size))
+        weights = self.subset_size * alpha / total
         if sample_weight is not None:
             weights = weights * ops.reshape(ops.cast(sample_weight, "float32"), (-1, 1))
         member_labels = ops.repeat(labels[:, None], self.subset_size, axis=1)

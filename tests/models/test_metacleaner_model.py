@@ -152,6 +152,17 @@ def test_loss_reweight_with_constant_alpha_is_per_image_training():
     assert logs["loss"] == pytest.approx(float(np.mean(expected)), rel=1e-5)
 
 
+def test_member_weights_fall_back_to_equal_when_every_alpha_is_zero():
+    model = tiny_model("label_confidence", seed=0)
+    logits = np.random.default_rng(0).normal(size=(2, N, C)).astype("float32")
+    alpha = np.array([[0.0] * N, [0.5, 0.25, 0.25]], "float32")
+    _, _, weights = model._member_targets(np.array([0, 1]), alpha, logits, None)
+    # N·α/Σα per subset; an all-zero subset gets the plain mean, not 0/0.
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(weights), [1.0, 1.0, 1.0, 1.5, 0.75, 0.75], rtol=1e-6
+    )
+
+
 def test_loss_reweight_mode_trains():
     x, y = random_subsets(8, N, num_classes=C, seed=8)
     model = tiny_model("attention_sig", mode="loss_reweight", seed=0, learning_rate=0.05)
