@@ -6,7 +6,9 @@
     python tools/evaluate.py --model=exports/fashion_mnist/1 --dataset=fashion_mnist
 
 --model is a model.keras written by tools/train.py or a SavedModel directory from
-tools/export.py. Writes <output_dir>/evaluation.json and confusion_matrix.png.
+tools/export.py. Writes <output_dir>/evaluation.json (the numbers, confusion matrix
+included) and, when matplotlib is installed, confusion_matrix.png; matplotlib is
+only in the dev extra, so without it the PNG is skipped with a warning.
 Bad flags exit with code 2 before anything is written.
 """
 
@@ -38,7 +40,8 @@ flags.DEFINE_integer(
 flags.DEFINE_string(
     "output_dir",
     None,
-    "Where evaluation.json and confusion_matrix.png go (default: next to --model, in eval/).",
+    "Where evaluation.json and confusion_matrix.png (needs matplotlib) go "
+    "(default: next to --model, in eval/).",
 )
 flags.DEFINE_integer("batch_size", 256, "Images per forward pass.")
 flags.mark_flags_as_required(["model", "dataset"])
@@ -47,6 +50,22 @@ flags.mark_flags_as_required(["model", "dataset"])
 def _fail(message: str) -> int:
     sys.stderr.write(f"evaluate.py: error: {message}\n")
     return USAGE_ERROR
+
+
+def matplotlib_available() -> bool:
+    """Whether matplotlib imports, i.e. whether the confusion matrix PNG can be drawn.
+
+    matplotlib is only in the `dev` extra, so a plain `pip install keras-metacleaner`
+    lacks it; the report itself needs only NumPy.
+
+    Returns:
+        True when `import matplotlib` succeeds.
+    """
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def parse_flags(argv: list[str]) -> list[str]:
@@ -59,6 +78,14 @@ def parse_flags(argv: list[str]) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
+    """Validates the flags, evaluates the model and writes the report.
+
+    Args:
+        argv: what absl left after parsing the flags (the program name only).
+
+    Returns:
+        The exit code: 0, or 2 for a usage error.
+    """
     if len(argv) > 1:
         return _fail(f"unexpected arguments {argv[1:]}")
     model_path = FLAGS.model.rstrip("/")
@@ -83,10 +110,6 @@ def main(argv: list[str]) -> int:
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
         return _fail(f"--output_dir={output_dir}: exists and is not a directory.")
     try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        return _fail("matplotlib is needed for the confusion matrix PNG: pip install matplotlib")
-    try:
         predict = evaluation.load_classifier(model_path)
     except ValueError as e:
         return _fail(str(e))
@@ -103,19 +126,35 @@ def main(argv: list[str]) -> int:
         **report,
     }
     json_path = write_json_atomic(os.path.join(output_dir, "evaluation.json"), report)
-    png_path = evaluation.save_confusion_png(
-        report["confusion_matrix"],
-        list(info.class_names),
-        os.path.join(output_dir, "confusion_matrix.png"),
-        title=f"{os.path.basename(model_path)} on {FLAGS.dataset} ({FLAGS.split})",
-    )
+    png_path = os.path.join(output_dir, "confusion_matrix.png")
+    # Checked only now, after the JSON is safe: the PNG is a picture of numbers the
+    # JSON already holds, so a missing matplotlib costs the picture, not the run.
+    if matplotlib_available():
+        evaluation.save_confusion_png(
+            report["confusion_matrix"],
+            list(info.class_names),
+            png_path,
+            title=f"{os.path.basename(model_path)} on {FLAGS.dataset} ({FLAGS.split})",
+        )
+        written = f"{json_path} and {png_path}"
+    else:
+        # A PNG left by an earlier run would now sit next to a JSON it does not show.
+        stale = os.path.exists(png_path)
+        if stale:
+            os.remove(png_path)
+        sys.stderr.write(
+            f"evaluate.py: warning: matplotlib is not installed, so {png_path} was not drawn"
+            f"{' (the one from an earlier run was removed)' if stale else ''}; the confusion "
+            f"matrix is in {json_path}. pip install matplotlib to draw it.\n"
+        )
+        written = json_path
     print(f"{report['num_examples']} {FLAGS.split} examples of {FLAGS.dataset}")
     print(f"top-1 accuracy: {100 * report['top1']:.2f}%")
     print(f"top-{report['top_k']} accuracy: {100 * report['top5']:.2f}%")
     width = max(len(n) for n in info.class_names)
     for name, acc in zip(info.class_names, report["per_class_accuracy"]):
         print(f"  {name.ljust(width)}  {'-' if acc is None else f'{100 * acc:.2f}%'}")
-    print(f"wrote {json_path} and {png_path}")
+    print(f"wrote {written}")
     return 0
 
 
