@@ -7,19 +7,61 @@ REST (default, port 8501) posts {"signature_name": "serving_bytes", "instances":
 the body is built by keras_metacleaner.export.bytes_request. --protocol=grpc
 (port 8500) needs `pip install tensorflow-serving-api`. Prints one line per
 file: the file, the class name, the class id and its probability.
+
+REST needs only absl-py and the standard library: keras_metacleaner/export/rest.py
+is loaded by its path, so neither TensorFlow nor the keras_metacleaner package is
+imported. Only --protocol=grpc imports TensorFlow (and tensorflow-serving-api).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import sys
 import urllib.error
 import urllib.request
+from types import ModuleType
 
 from absl import app, flags
 
-from keras_metacleaner.export import rest
+
+def _load_rest() -> ModuleType:
+    """keras_metacleaner/export/rest.py as a stand-alone module.
+
+    `import keras_metacleaner.export.rest` would first run the package's
+    `__init__.py`, which imports TensorFlow: seconds of start-up, and a
+    TensorFlow install, for a client that only sends JSON. rest.py uses only the
+    standard library, so it is executed on its own, from this checkout or else
+    from the installed package (found without importing it).
+
+    Returns:
+        The loaded module (`predict_url`, `bytes_request`, the ports, ...).
+
+    Raises:
+        SystemExit: rest.py is in neither place.
+    """
+    path = os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), os.pardir, "keras_metacleaner", "export"
+    )
+    if not os.path.isfile(os.path.join(path, "rest.py")):
+        # find_spec of a top-level name locates the package without executing it.
+        package = importlib.util.find_spec("keras_metacleaner")
+        if package is not None and package.submodule_search_locations:
+            path = os.path.join(package.submodule_search_locations[0], "export")
+    path = os.path.normpath(os.path.join(path, "rest.py"))
+    if os.path.isfile(path):
+        spec = importlib.util.spec_from_file_location("_kmc_serving_rest", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    raise SystemExit(
+        "serving_client.py: cannot find keras_metacleaner/export/rest.py; run it from the "
+        "repository checkout or pip install keras-metacleaner."
+    )
+
+
+rest = _load_rest()
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("host", "localhost", "TF Serving host.")
@@ -77,16 +119,15 @@ def predict_grpc(images: list[bytes]) -> list[dict]:
             f"--protocol=grpc needs the tensorflow-serving-api package ({error}); "
             "pip install tensorflow-serving-api, or use --protocol=rest."
         ) from error
-    from keras_metacleaner.export.signatures import BYTES_INPUT, SIGNATURE_BYTES
 
     target = f"{FLAGS.host}:{FLAGS.port or rest.GRPC_PORT}"
     stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(target))
     request = predict_pb2.PredictRequest()
     request.model_spec.name = FLAGS.model_name
-    request.model_spec.signature_name = SIGNATURE_BYTES
+    request.model_spec.signature_name = rest.SIGNATURE_BYTES
     if FLAGS.version is not None:
         request.model_spec.version.value = FLAGS.version
-    request.inputs[BYTES_INPUT].CopyFrom(tf.make_tensor_proto(images, shape=[len(images)]))
+    request.inputs[rest.BYTES_INPUT].CopyFrom(tf.make_tensor_proto(images, shape=[len(images)]))
     try:
         outputs = stub.Predict(request, FLAGS.timeout).outputs
     except grpc.RpcError as error:

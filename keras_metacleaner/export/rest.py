@@ -1,7 +1,10 @@
 """The TF Serving REST predict request and response, shared by client and tests.
 
 Only the standard library is used, so the same body is built by
-`tools/serving_client.py`, by tests and by anyone who copies this file.
+`tools/serving_client.py`, by tests and by anyone who copies this file. Keep it
+that way: the client loads this file by path, without running
+`keras_metacleaner/__init__.py` (which imports TensorFlow), so a REST client
+starts fast and needs no TensorFlow; nothing here may import the package.
 REST row format (TF Serving's `api_rest.md`):
 
     POST http://HOST:8501/v1/models/NAME[/versions/V]:predict
@@ -19,7 +22,13 @@ import base64
 import json
 from collections.abc import Iterable, Sequence
 
-from keras_metacleaner.export.signatures import BYTES_INPUT, PIXELS_INPUT, SIGNATURE_BYTES
+# The names a request carries. They are defined here, not in signatures.py, because
+# signatures.py imports TensorFlow; signatures.py imports them from here, so the
+# signatures and the requests cannot drift apart.
+SIGNATURE_DEFAULT = "serving_default"
+SIGNATURE_BYTES = "serving_bytes"
+BYTES_INPUT = "image_bytes"
+PIXELS_INPUT = "images"
 
 REST_PORT = 8501
 GRPC_PORT = 8500
@@ -77,7 +86,7 @@ def bytes_request(images: Iterable[bytes], signature_name: str = SIGNATURE_BYTES
     return {"signature_name": signature_name, "instances": instances}
 
 
-def pixels_request(images: Sequence, signature_name: str = "serving_default") -> dict:
+def pixels_request(images: Sequence, signature_name: str = SIGNATURE_DEFAULT) -> dict:
     """REST body for raw pixels (the `serving_default` signature).
 
     Args:

@@ -26,13 +26,18 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+# The names REST requests use are defined in rest.py, which must stay free of
+# TensorFlow so the serving client can load it alone; one definition for both.
+from keras_metacleaner.export.rest import (
+    BYTES_INPUT,
+    PIXELS_INPUT,
+    SIGNATURE_BYTES,
+    SIGNATURE_DEFAULT,
+)
+
 OUTPUT_KEYS = ("probabilities", "class_id", "class_name")
-SIGNATURE_DEFAULT = "serving_default"
 SIGNATURE_UINT8 = "serving_uint8"
-SIGNATURE_BYTES = "serving_bytes"
 SIGNATURES = (SIGNATURE_DEFAULT, SIGNATURE_UINT8, SIGNATURE_BYTES)
-BYTES_INPUT = "image_bytes"
-PIXELS_INPUT = "images"
 
 
 def _check_pixel_shape(images: tf.Tensor, image_shape: tuple, signature: str) -> tf.Tensor:

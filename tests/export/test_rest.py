@@ -144,6 +144,63 @@ def test_serving_client_against_a_loopback_tf_serving(
     assert missing.returncode != 0 and "does not exist" in missing.stderr
 
 
+# Runs the client as __main__, then reports which heavy packages the run imported.
+_CLIENT_THEN_MODULES = """
+import json, runpy, sys
+sys.argv = sys.argv[1:]
+try:
+    runpy.run_path(sys.argv[0], run_name="__main__")
+    code = 0
+except SystemExit as exit:
+    code = exit.code
+heavy = {"tensorflow", "keras", "keras_metacleaner"}
+print("imported: " + json.dumps(sorted(heavy & {m.split(".")[0] for m in sys.modules})))
+sys.exit(code)
+"""
+
+
+def _run_client_reporting_modules(client: str, *args: str, cwd, **env: str):
+    return subprocess.run(
+        [sys.executable, "-c", _CLIENT_THEN_MODULES, client, *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=cwd,
+        env=dict(os.environ, **env),
+    )
+
+
+def test_rest_client_imports_neither_tensorflow_nor_the_package(exported, sample_images, tmp_path):
+    """A REST request needs only the standard library and absl: no TF start-up, no TF install."""
+    files, _ = _png_files(sample_images[0][:2], tmp_path)
+    with FakeTFServing(exported[0], "fashion_mnist") as server:
+        run = _run_client_reporting_modules(
+            os.path.join(repo_root(), "tools", "serving_client.py"),
+            "--host=127.0.0.1",
+            f"--port={server.port}",
+            "--model_name=fashion_mnist",
+            *files,
+            cwd=tmp_path,
+        )
+    assert run.returncode == 0, run.stderr[-3000:]
+    lines = run.stdout.strip().splitlines()
+    # The request really went through, so the module check covers a whole REST call.
+    assert [line.split("\t")[0] for line in lines[:-1]] == files
+    assert server.requests, "the client sent nothing"
+    assert lines[-1] == "imported: []"
+
+
+def test_client_copied_out_of_the_checkout_finds_the_installed_rest(tmp_path):
+    """Away from the checkout the client loads rest.py from the package, still not importing it."""
+    client = tmp_path / "serving_client.py"
+    client.write_bytes(open(os.path.join(repo_root(), "tools", "serving_client.py"), "rb").read())
+    # The package is importable (as when pip-installed) but tools/../keras_metacleaner is not there.
+    run = _run_client_reporting_modules(str(client), "--help", cwd=tmp_path, PYTHONPATH=repo_root())
+    assert "cannot find" not in run.stderr, run.stderr[-3000:]
+    assert "--protocol" in run.stdout + run.stderr
+    assert run.stdout.strip().splitlines()[-1] == "imported: []"
+
+
 def test_serving_client_grpc_against_a_loopback_prediction_service(
     trained_model, exported, sample_images, tmp_path
 ):
