@@ -66,11 +66,12 @@ METHODS = {
     "loss_reweight:label_confidence": dict(weighting="label_confidence", mode="loss_reweight"),
 }
 
-# label_confidence[_rel][_g<gamma>][_f<floor>][+member[<weight>]]: the default
-# weighting's options spelled in the name ("+member" alone is weight 1.0).
+# label_confidence[_rel][_g<gamma>][_f<floor>][+[raw]member[<weight>]]: the default
+# weighting's options spelled in the name ("+member" alone is weight 1.0; "raw":
+# member losses weighted by α itself, not N·α/Σα).
 LABEL_CONFIDENCE_NAME = re.compile(
     r"label_confidence(?P<relative>_rel)?(?:_g(?P<gamma>[\d.]+))?(?:_f(?P<floor>[\d.]+))?"
-    r"(?:\+member(?P<member>[\d.]+)?(?P<has_member>))?"
+    r"(?:\+(?P<raw>raw)?member(?P<member>[\d.]+)?(?P<has_member>))?"
 )
 
 
@@ -97,6 +98,8 @@ def method_kwargs(name: str) -> dict | None:
         kwargs["weighting_args"] = args
     if match["has_member"] is not None:
         kwargs["member_loss_weight"] = float(match["member"] or 1.0)
+        if match["raw"]:
+            kwargs["normalize_member_weights"] = False
     return kwargs
 
 
@@ -356,7 +359,7 @@ def main(argv=None) -> int:
         except KeyError:
             parser.error(
                 f"--methods: unknown method {name!r}; expected one of {sorted(METHODS)} or "
-                "label_confidence[_rel][_g<gamma>][_f<floor>][+member[<weight>]]"
+                "label_confidence[_rel][_g<gamma>][_f<floor>][+[raw]member[<weight>]]"
             )
     if args.report:
         print(report(args.out))

@@ -59,6 +59,11 @@ class MetaCleanerModel(keras.Model):
             weighted by its normalised α (gradient stopped at α). 0 is the
             paper's method; the default 0.5 measured best with the default
             weighting (docs/results.md).
+        normalize_member_weights: bool. Weight each member's loss of
+            `member_loss_weight` by `N·α_i / Σα` (True: every subset carries
+            the same total weight) or by `α_i` itself (False: the per-image
+            loss shrinks with the share of members the weighting turns down,
+            so on clean data, where α ≈ 1, it is plain training).
         **kwargs: passed to `keras.Model`.
 
     Returns:
@@ -85,6 +90,7 @@ class MetaCleanerModel(keras.Model):
         shuffle_subsets: bool = True,
         seed: int | None = None,
         member_loss_weight: float = DEFAULT_MEMBER_LOSS_WEIGHT,
+        normalize_member_weights: bool = True,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -112,6 +118,7 @@ class MetaCleanerModel(keras.Model):
         # float32 output under mixed precision: softmax and the loss stay stable.
         self.probabilities = layers.Activation("softmax", dtype="float32", name="probabilities")
         self.member_loss_weight = float(member_loss_weight)
+        self.normalize_member_weights = bool(normalize_member_weights)
         self._member_loss_fn = keras.losses.SparseCategoricalCrossentropy()
         self.seed_generator = keras.random.SeedGenerator(seed, name="subset_shuffle")
         self.alpha_mean = keras.metrics.Mean(name="alpha_mean")
@@ -269,14 +276,16 @@ class MetaCleanerModel(keras.Model):
                 )
         return self.compute_metrics(x, labels, probabilities, sample_weight=sample_weight)
 
-    def _member_targets(self, labels, alpha, member_logits, sample_weight):
+    def _member_targets(self, labels, alpha, member_logits, sample_weight, normalize=True):
         """Flattened `(labels, probabilities, weights)` of the K·N members.
 
-        Weights are `N·α_i / Σα`: normalising within the subset keeps the
-        subset's total weight at N, so the loss cannot shrink by lowering
-        every α at once.
+        Weights are `N·α_i / Σα` when `normalize`: normalising within the
+        subset keeps the subset's total weight at N, so a loss that can move
+        α cannot shrink by lowering every α at once. Otherwise they are α.
         """
         alpha = ops.cast(alpha, "float32")
+        if not normalize:
+            return self._flat_members(labels, alpha, member_logits, sample_weight)
         total = ops.sum(alpha, axis=1, keepdims=True)
         # A subset whose α all underflow to 0 (floor 0) falls back to equal
         # weights instead of 0/0, as the MetaCleaner layer does.
@@ -284,6 +293,9 @@ class MetaCleanerModel(keras.Model):
         alpha = ops.where(alive, alpha, ops.ones_like(alpha))
         total = ops.where(alive, total, float(self.subset_size))
         weights = self.subset_size * alpha / total
+        return self._flat_members(labels, weights, member_logits, sample_weight)
+
+    def _flat_members(self, labels, weights, member_logits, sample_weight):
         if sample_weight is not None:
             weights = weights * ops.reshape(ops.cast(sample_weight, "float32"), (-1, 1))
         member_labels = ops.repeat(labels[:, None], self.subset_size, axis=1)
@@ -298,9 +310,14 @@ class MetaCleanerModel(keras.Model):
         y, y_pred, weights = self._member_targets(labels, alpha, member_logits, sample_weight)
         return self.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=weights, training=True)
 
+    def _member_loss_targets(self, labels, alpha, member_logits, sample_weight):
+        return self._member_targets(
+            labels, alpha, member_logits, sample_weight, normalize=self.normalize_member_weights
+        )
+
     def _member_loss(self, labels, alpha, member_logits, sample_weight):
         """The auxiliary member loss of `member_loss_weight` (α gradient stopped by the caller)."""
-        y, y_pred, weights = self._member_targets(labels, alpha, member_logits, sample_weight)
+        y, y_pred, weights = self._member_loss_targets(labels, alpha, member_logits, sample_weight)
         # A keras Loss object divides by the replica count as compute_loss
         # does, without adding the regularisation losses a second time.
         return self._member_loss_fn(y, y_pred, sample_weight=weights)
@@ -396,6 +413,7 @@ class MetaCleanerModel(keras.Model):
             "shuffle_subsets": self.shuffle_subsets,
             "seed": self.seed,
             "member_loss_weight": self.member_loss_weight,
+            "normalize_member_weights": self.normalize_member_weights,
         }
 
     @classmethod

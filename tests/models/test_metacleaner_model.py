@@ -163,6 +163,17 @@ def test_member_weights_fall_back_to_equal_when_every_alpha_is_zero():
     )
 
 
+def test_unnormalized_member_weights_are_alpha_itself():
+    model = tiny_model("label_confidence", seed=0, normalize_member_weights=False)
+    logits = np.random.default_rng(0).normal(size=(1, N, C)).astype("float32")
+    alpha = np.array([[0.5, 0.25, 0.0]], "float32")
+    _, _, weights = model._member_loss_targets(np.array([1]), alpha, logits, None)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(weights), [0.5, 0.25, 0.0])
+    model.normalize_member_weights = True
+    _, _, weights = model._member_loss_targets(np.array([1]), alpha, logits, None)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(weights), [2.0, 1.0, 0.0], rtol=1e-6)
+
+
 def test_loss_reweight_mode_trains():
     x, y = random_subsets(8, N, num_classes=C, seed=8)
     model = tiny_model("attention_sig", mode="loss_reweight", seed=0, learning_rate=0.05)
