@@ -19,8 +19,14 @@ iteration, use each example about once per epoch, pad a class's last
 incomplete subset (or a class smaller than N) by sampling its members with
 replacement, and emit static shapes so a distribution strategy can split the
 batch between replicas along K without cutting a subset. On image files the
-index path skips a subset holding an unreadable file and counts the file in
-`DatasetInfo.decode_errors`.
+index path skips a subset holding an unreadable file, counts the file in
+`DatasetInfo.decode_errors` and fills the gap from a spare draw of subsets.
+
+Both declare their batches per epoch (`cardinality()`), floor(Σ_c ceil(n_c / N) / K),
+so Keras knows an epoch's length instead of printing "Your input ran out of data"
+after the first one: the index path always, the streaming path when `labels` are
+given for a dataset whose size is known (they are its only source of the class
+counts; without them the number of subsets is unknown until the input ends).
 """
 
 from __future__ import annotations
@@ -89,6 +95,46 @@ def _epoch_seeds(seed: int) -> tf.data.Dataset:
     return tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
 
 
+def _batches_per_epoch(labels: np.ndarray, subset_size: int, groups_per_batch: int) -> int:
+    """floor(Σ_c ceil(n_c / N) / K): the batches of one epoch of either path.
+
+    Raises:
+        ValueError: when the data cannot fill a single batch.
+    """
+    total = int((-(-np.bincount(labels) // subset_size)).sum())
+    if total < groups_per_batch:
+        raise ValueError(
+            f"group_by_class: the data yields only {total} subsets of {subset_size} per epoch, "
+            f"fewer than groups_per_batch={groups_per_batch}; lower groups_per_batch."
+        )
+    return total // groups_per_batch
+
+
+def _exactly(dataset: tf.data.Dataset, batches: int, shortfall: str) -> tf.data.Dataset:
+    """`dataset` cut to `batches` elements and declared so; fails with `shortfall` if shorter.
+
+    The declared count must be exact: Keras ends an epoch after that many steps
+    and would warn (or, for a shorter input, fail inside `assert_cardinality`
+    with a message that names no cause).
+    """
+
+    def fail(zero):
+        # The condition depends on the element, so no graph optimisation can
+        # evaluate the assertion before this element is actually reached.
+        check = tf.debugging.Assert(tf.not_equal(zero, 0), [shortfall])
+        with tf.control_dependencies([check]):
+            return tf.nest.map_structure(
+                lambda spec: tf.zeros(spec.shape, spec.dtype), dataset.element_spec
+            )
+
+    short = tf.data.Dataset.from_tensors(tf.constant(0, tf.int64)).map(fail)
+    return (
+        dataset.concatenate(short)
+        .take(batches)
+        .apply(tf.data.experimental.assert_cardinality(batches))
+    )
+
+
 def _apply_augment(augment, image, label, seed):
     if getattr(augment, "accepts_seed", False):
         return augment(image, label, seed=seed)
@@ -148,7 +194,9 @@ def group_by_class(
             image after it is drawn, with a per-image seed when it accepts one.
         labels: optional labels in dataset order (e.g. `info.train_labels`);
             used to warn about small classes (and checked against the
-            dataset's labels when it came from `load`).
+            dataset's labels when it came from `load`). On the streaming path
+            they also give the number of batches per epoch, declared when the
+            dataset's size is known (and must then equal their count).
         in_memory: `None` uses the index path when the dataset has a
             random-access view (datasets from `load`); `True` also copies any
             other finite dataset into memory once to use it (pass it
@@ -162,7 +210,9 @@ def group_by_class(
 
     Returns:
         A dataset of `(x float32 [K, N, H, W, C], y int32 [K])`; iterating it
-        again (or `.repeat()`) draws new subsets.
+        again (or `.repeat()`) draws new subsets. Its `cardinality()` is the
+        batches per epoch, floor(Σ_c ceil(n_c / N) / K), on the index path
+        and on the streaming path with `labels`; unknown otherwise.
 
     Example:
 
@@ -217,6 +267,16 @@ def group_by_class(
 
     if source is not None:
         return _index_path(source, subset_size, groups_per_batch, seed, augment, num_parallel_calls)
+    batches = None
+    size = int(dataset.cardinality())
+    if labels is not None and size >= 0:
+        # Only a dataset of known size can vouch for the labels' length; the
+        # class counts, and with them the batches per epoch, then follow.
+        if size != labels.size:
+            raise ValueError(
+                f"`labels` has {labels.size} entries but the dataset has {size} elements."
+            )
+        batches = _batches_per_epoch(labels.astype(np.int64), subset_size, groups_per_batch)
     return _streaming_path(
         dataset,
         subset_size,
@@ -226,28 +286,25 @@ def group_by_class(
         shuffle_buffer,
         subset_shuffle_buffer or 4 * groups_per_batch,
         num_parallel_calls,
+        batches,
     )
 
 
 # ---------------------------------------------------------------- index path
 def _subset_plan(labels: np.ndarray, subset_size: int, groups_per_batch: int, seed: int):
-    """Returns `plan(epoch_seed) -> int64 [B * K, N]` example indices, and B.
+    """Returns `plan(epoch_seed, draw=0) -> int64 [B * K, N]` example indices, and B.
 
     Every class is cut into ceil(count / N) subsets of its examples in a
     random order; the last one is topped up with random members of the same
-    class. The subsets are shuffled and the first B·K of them kept.
+    class. The subsets are shuffled and the first B·K of them kept. Each
+    `draw` of one epoch seed is an independent such cut.
     """
     n = labels.size
+    batches = _batches_per_epoch(labels, subset_size, groups_per_batch)
     num_classes = int(labels.max()) + 1
     counts = np.bincount(labels, minlength=num_classes).astype(np.int64)
     groups = -(-counts // subset_size)
     total = int(groups.sum())
-    batches = total // groups_per_batch
-    if batches == 0:
-        raise ValueError(
-            f"group_by_class: the data yields only {total} subsets of {subset_size} per epoch, "
-            f"fewer than groups_per_batch={groups_per_batch}; lower groups_per_batch."
-        )
     group_class = np.repeat(np.arange(num_classes), groups)
     first_group = np.cumsum(groups) - groups
     # Per subset: where its members start in its class, the class's size and
@@ -259,8 +316,11 @@ def _subset_plan(labels: np.ndarray, subset_size: int, groups_per_batch: int, se
     members = tf.range(subset_size, dtype=tf.int64)[None, :]
     kept = batches * groups_per_batch
 
-    def plan(epoch_seed):
-        seeds = [tf.stack([epoch_seed, tf.constant(seed + k, tf.int64)]) for k in range(3)]
+    def plan(epoch_seed, draw=0):
+        # `draw` > 0: a spare, independent draw of the same epoch (the file path's reserve).
+        seeds = [
+            tf.stack([epoch_seed, tf.constant(seed + k + 3 * draw, tf.int64)]) for k in range(3)
+        ]
         permutation = tf.random.experimental.stateless_shuffle(
             tf.range(n, dtype=tf.int64), seed=seeds[0]
         )
@@ -331,7 +391,9 @@ def _index_path(source, subset_size, groups_per_batch, seed, augment, num_parall
     paths = source.elements
 
     def subsets(epoch_seed):
-        indices = plan(epoch_seed)
+        # A second, spare draw after the epoch's own: it replaces the subsets
+        # dropped for unreadable files, so the epoch still has B full batches.
+        indices = tf.concat([plan(epoch_seed), plan(epoch_seed, draw=1)], axis=0)
         count = tf.shape(indices, out_type=tf.int64)[0]
         # Each subset also carries its predecessor's indices, for the report.
         previous = tf.concat([-tf.ones([1, subset_size], tf.int64), indices[:-1]], axis=0)
@@ -356,7 +418,13 @@ def _index_path(source, subset_size, groups_per_batch, seed, augment, num_parall
 
     ds = epochs.flat_map(subsets).map(load_subset, num_parallel_calls=num_parallel_calls)
     ds = indexed.skip_unreadable(ds, report)
-    return ds.batch(groups_per_batch, drop_remainder=True).prefetch(AUTOTUNE)
+    ds = ds.batch(groups_per_batch, drop_remainder=True)
+    shortfall = (
+        f"group_by_class: fewer than {batches} batches in this epoch: more subsets held "
+        "unreadable image files than a spare draw could replace (see "
+        "DatasetInfo.decode_errors); remove or repair the broken files."
+    )
+    return _exactly(ds, batches, shortfall).prefetch(AUTOTUNE)
 
 
 def _readable(path: bytes) -> bool:
@@ -409,6 +477,7 @@ def _streaming_path(
     shuffle_buffer,
     subset_buffer,
     num_parallel_calls,
+    batches=None,
 ):
     ds = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     if augment is not None:
@@ -429,4 +498,14 @@ def _streaming_path(
     )
     ds = _repair_subsets(ds, subset_size, seed)
     ds = ds.shuffle(subset_buffer, seed=seed + 2, reshuffle_each_iteration=True)
-    return ds.batch(groups_per_batch, drop_remainder=True).prefetch(AUTOTUNE)
+    ds = ds.batch(groups_per_batch, drop_remainder=True)
+    if batches is not None:
+        # group_by_window emits ceil(n_c / N) windows per class whatever the
+        # order, so the count is exact when `labels` are the dataset's own.
+        shortfall = (
+            f"group_by_class: the dataset gave fewer than the {batches} batches its `labels` "
+            "promise; pass the dataset's own labels in dataset order (swap new ones in with "
+            "keras_metacleaner.data.replace_labels)."
+        )
+        ds = _exactly(ds, batches, shortfall)
+    return ds.prefetch(AUTOTUNE)

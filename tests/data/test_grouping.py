@@ -7,6 +7,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_datasets as tfds
 
 import keras_metacleaner as kmc
 from keras_metacleaner.data import group_by_class
@@ -245,15 +246,89 @@ def test_index_path_declares_its_batches_per_epoch(variant):
     assert [sum(1 for _ in ds) for _ in range(2)] == [expected, expected]
 
 
-def test_fit_on_index_path_knows_the_epoch_length():
-    images = np.random.default_rng(0).uniform(0, 255, (24, 8, 8, 1)).astype("float32")
-    labels = (np.arange(24) % 3).astype("int32")
-    ds = group_by_class(common.array_dataset(images, labels), subset_size=2, groups_per_batch=3)
+def _fit_two_epochs(ds, num_classes, subset_size):
+    """Fits a tiny MetaCleanerModel on `ds` for 2 epochs; returns (history, Keras' warnings)."""
+    channels = ds.element_spec[0].shape[-1]
     model = kmc.MetaCleanerModel(
-        kmc.models.small_cnn((8, 8, 1), feature_dim=8), num_classes=3, subset_size=2
+        kmc.models.small_cnn((8, 8, channels), feature_dim=8),
+        num_classes=num_classes,
+        subset_size=subset_size,
     )
     model.compile(optimizer=keras.optimizers.SGD(0.01), loss="sparse_categorical_crossentropy")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        model.fit(ds, epochs=2, verbose=0)
-    assert not [w for w in caught if "ran out of data" in str(w.message)]
+        history = model.fit(ds, epochs=2, verbose=0)
+    return history, [str(w.message) for w in caught]
+
+
+def test_fit_on_index_path_knows_the_epoch_length():
+    images = np.random.default_rng(0).uniform(0, 255, (24, 8, 8, 1)).astype("float32")
+    labels = (np.arange(24) % 3).astype("int32")
+    ds = group_by_class(common.array_dataset(images, labels), subset_size=2, groups_per_batch=3)
+    _, caught = _fit_two_epochs(ds, num_classes=3, subset_size=2)
+    assert not [m for m in caught if "ran out of data" in m]
+
+
+def _load_unsized(kind, root, image_writer):
+    """Training data whose size tf.data does not know: image files, or a TFDS builder."""
+    if kind == "tfds":
+        return kmc.data.load("tfds:cifar10", image_size=8)
+    for split, per_class in (("train", (5, 4, 3)), ("test", (1, 1, 1))):
+        for c, count in enumerate(per_class):
+            for i in range(count):
+                image_writer(str(root / split / f"c{c}" / f"{i}.png"), seed=i)
+    return kmc.data.load(f"folder:{root}", image_size=8)
+
+
+@pytest.mark.parametrize("kind", ["folder", "tfds"])
+def test_file_and_tfds_sources_declare_their_batches_and_fit_two_epochs(
+    kind, tmp_path, image_writer
+):
+    # folder: the index path over files; tfds: the streaming path.
+    with tfds.testing.mock_data(num_examples=16):
+        train, _, info = _load_unsized(kind, tmp_path, image_writer)
+        ds = group_by_class(train, 2, 2, seed=0, labels=info.train_labels)
+        expected = _expected_batches(info.train_labels, 2, 2)
+        assert expected >= 2
+        assert int(ds.cardinality()) == expected
+        assert [sum(1 for _ in ds) for _ in range(2)] == [expected, expected]
+        history, caught = _fit_two_epochs(ds, info.num_classes, subset_size=2)
+    assert not [m for m in caught if "ran out of data" in m]
+    assert len(history.history["loss"]) == 2
+
+
+def test_streaming_path_declares_its_batches_when_labels_are_given():
+    labels = np.repeat(np.arange(3), [11, 10, 9])
+    ds = _dataset(labels, "stream")
+    declared = group_by_class(ds, 4, 2, seed=0, labels=labels)
+    expected = _expected_batches(labels, 4, 2)
+    assert int(declared.cardinality()) == expected
+    assert [sum(1 for _ in declared) for _ in range(2)] == [expected, expected]
+    # Without labels nothing tells the class counts before the input ends.
+    assert int(group_by_class(ds, 4, 2, seed=0).cardinality()) == tf.data.UNKNOWN_CARDINALITY
+    with pytest.raises(ValueError, match="`labels` has 29 entries but the dataset has 30"):
+        group_by_class(ds, 4, 2, labels=labels[:-1])
+
+
+def test_streaming_path_with_labels_not_the_datasets_own_fails_clearly():
+    labels = np.arange(40) % 4  # 10 per class, N=3: 16 subsets, 8 batches of 2
+    wrong = np.arange(40) % 20  # 2 per class: 20 subsets, 10 batches promised
+    ds = group_by_class(_dataset(labels, "stream"), 3, 2, seed=0, labels=wrong)
+    assert int(ds.cardinality()) == 10
+    with pytest.raises(tf.errors.InvalidArgumentError, match="fewer than the 10 batches"):
+        sum(1 for _ in ds)
+
+
+def test_file_path_fails_clearly_when_spares_cannot_replace_broken_files(
+    tmp_path, image_writer, corrupt_writer
+):
+    paths = [image_writer(str(tmp_path / "good.png"), size=(8, 8))]
+    paths += [corrupt_writer(str(tmp_path / f"bad{i}.jpg")) for i in range(3)]
+    errors = kmc.data.indexed.DecodeErrors()
+    files = common.files_dataset(paths, np.array([0, 0, 1, 1]), (8, 8, 3), errors)
+    # N=1: each draw holds every file once, so two draws give 2 good subsets for 4 batches.
+    ds = group_by_class(files, 1, 1, seed=0)
+    assert int(ds.cardinality()) == 4
+    with pytest.raises(tf.errors.InvalidArgumentError, match="unreadable image files"):
+        sum(1 for _ in ds)
+    assert errors.count >= 3
