@@ -6,7 +6,8 @@
         --model_dir=runs/quickstart/baseline
 
 Writes to --model_dir: BackupAndRestore state (run the same command again after a
-crash to resume), TensorBoard logs, log.csv, model.keras and results.json. See
+crash to resume), TensorBoard logs, log.csv, model.keras and results.json. A
+--model_dir that holds a finished run is refused unless --overwrite is given. See
 docs/training.md for every flag, the paper's recipes and the results.json schema.
 Bad flags exit with code 2 before anything is written.
 """
@@ -147,6 +148,13 @@ flags.DEFINE_integer(
 flags.DEFINE_bool("mixed_precision", False, "Train with the mixed_float16 policy.")
 flags.DEFINE_integer("seed", 0, "Seeds Python, NumPy, TensorFlow, the label noise and shuffles.")
 flags.DEFINE_string("model_dir", None, "Directory of backups, logs, model.keras, results.json.")
+flags.DEFINE_bool(
+    "overwrite",
+    False,
+    "Replace a finished run in --model_dir (one with a complete results.json): its results, "
+    "model.keras and logs are removed and training starts afresh. Without it such a "
+    "--model_dir is refused (exit 2). An interrupted run resumes either way.",
+)
 flags.DEFINE_string(
     "export_dir",
     None,
@@ -257,6 +265,12 @@ def build_config() -> recipe.TrainConfig:
         except (OSError, ValueError) as e:
             raise UsageError(f"--noise_type={FLAGS.noise_type}: {e}") from None
     _not_a_file("model_dir", FLAGS.model_dir)
+    finished = recipe.finished_run(FLAGS.model_dir)
+    if finished and not FLAGS.overwrite:
+        raise UsageError(
+            f"--model_dir={FLAGS.model_dir} already holds a finished run ({finished}); pass "
+            "--overwrite to replace it, or choose another --model_dir."
+        )
     _not_a_file("export_dir", FLAGS.export_dir)
     if FLAGS.baseline_results and not os.path.isfile(FLAGS.baseline_results):
         raise UsageError(f"--baseline_results={FLAGS.baseline_results}: no such file.")
@@ -303,6 +317,7 @@ def build_config() -> recipe.TrainConfig:
         export_dir=FLAGS.export_dir,
         alpha_auroc_examples=FLAGS.alpha_auroc_examples,
         verbose="auto" if FLAGS.verbose == "auto" else int(FLAGS.verbose),
+        overwrite=FLAGS.overwrite,
     )
     try:
         config.validate()

@@ -3,7 +3,8 @@
 `run(TrainConfig(...))` is what `tools/train.py` calls; it parses no flags and
 prints nothing (progress goes through Keras' progress bar and `absl.logging`).
 It returns the results dictionary and, on the chief, writes it to
-`<model_dir>/results.json`.
+`<model_dir>/results.json`. A `model_dir` that holds a finished run is refused
+unless `overwrite=True`; an interrupted one resumes.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from keras_metacleaner.models import DEFAULT_MEMBER_LOSS_WEIGHT, MetaCleanerMode
 from keras_metacleaner.training import callbacks as kmc_callbacks
 from keras_metacleaner.training import evaluation, schedule
 from keras_metacleaner.training import strategy as kmc_strategy
-from keras_metacleaner.training.results import write_json_atomic
+from keras_metacleaner.training.results import read_json, write_json_atomic
 
 METHODS = ("baseline", "metacleaner", "loss_reweight")
 NOISE_TYPES = ("none", "symmetric", "pairflip")
@@ -35,6 +36,10 @@ NOISE_TYPES = ("none", "symmetric", "pairflip")
 TRANSITION_PREFIX = "transition:"
 #: `--finetune_dataset=split:NAME` fine-tunes on an extra split of the main dataset.
 SPLIT_PREFIX = "split:"
+#: The record a finished run leaves in its model_dir.
+RESULTS_FILE = "results.json"
+# Keys every results.json of `run` has; a file without them is no finished run's record.
+_RESULT_KEYS = ("method", "flags", "history", "test_accuracy")
 
 
 @dataclasses.dataclass
@@ -83,6 +88,10 @@ class TrainConfig:
         export_dir: if set, the chief exports a SavedModel for TF Serving there.
         alpha_auroc_examples: training examples scored for the α AUROC.
         verbose: Keras `fit` verbosity (`"auto"`, 0, 1, 2).
+        overwrite: replace a finished run in `model_dir` (see `finished_run`):
+            its results, model and logs are removed and training starts
+            afresh. Without it `run` refuses such a directory. An interrupted
+            run resumes either way.
 
     Example:
 
@@ -122,6 +131,7 @@ class TrainConfig:
     export_dir: str | None = None
     alpha_auroc_examples: int = 2000
     verbose: Any = "auto"
+    overwrite: bool = False
 
     def validate(self) -> None:
         """Checks values that need no data; raises `ValueError` naming the field.
@@ -531,6 +541,50 @@ def _check_replicas(config: TrainConfig, replicas: int) -> None:
 
 
 _RUN_LOGS = ("history.json", "history_finetune.json", "log.csv", "log_finetune.csv")
+# What a run leaves in its output directory besides the logs above.
+_RUN_OUTPUTS = (RESULTS_FILE, "model.keras")
+_TENSORBOARD_DIRS = ("train", "finetune", "alpha")  # under <output>/logs/
+
+
+def finished_run(model_dir: str) -> str | None:
+    """The `results.json` of a finished run in `model_dir`, or None.
+
+    A run is finished when its `results.json` is a complete record (valid JSON
+    with the keys `run` writes) and no `backup/` of an interrupted run is
+    there: an interrupted run resumes, even over an older run's results.
+
+    Args:
+        model_dir: a training run's directory (need not exist).
+
+    Returns:
+        The path of the finished run's `results.json`, or None.
+
+    Example:
+
+    >>> import tempfile
+    >>> finished_run(tempfile.mkdtemp()) is None
+    True
+    """
+    path = os.path.join(model_dir, RESULTS_FILE)
+    if not os.path.isfile(path) or os.path.isdir(os.path.join(model_dir, "backup")):
+        return None
+    try:
+        record = read_json(path)
+    except (OSError, ValueError):
+        return None
+    if isinstance(record, dict) and all(key in record for key in _RESULT_KEYS):
+        return path
+    return None
+
+
+def _clear_previous_run(output: str) -> None:
+    """Removes an earlier run's outputs, so a fresh start neither appends to nor mixes with them."""
+    for name in _RUN_LOGS + _RUN_OUTPUTS:
+        path = os.path.join(output, name)
+        if os.path.isfile(path):
+            os.remove(path)
+    for name in _TENSORBOARD_DIRS:
+        shutil.rmtree(os.path.join(output, "logs", name), ignore_errors=True)
 
 
 def _median(values) -> float | None:
@@ -546,6 +600,8 @@ def run(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -> 
     directory they delete. `BackupAndRestore` state lives in
     `<model_dir>/backup/<task>/`: running the same config again after a crash
     resumes from the last finished epoch; it is deleted when the run ends.
+    A `model_dir` holding a finished run (`finished_run`) is refused unless
+    `config.overwrite`, which removes that run's results, model and logs first.
 
     Args:
         config: the run's configuration.
@@ -555,12 +611,22 @@ def run(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -> 
     Returns:
         The results dictionary (the content of `results.json`).
 
+    Raises:
+        FileExistsError: `model_dir` holds a finished run and
+            `config.overwrite` is False (nothing is touched).
+
     Example:
 
     >>> results = run(TrainConfig("fashion_mnist", "runs/demo", epochs=1))  # doctest: +SKIP
     >>> results["test_accuracy"]  # doctest: +SKIP
     """
     config.validate()
+    finished = finished_run(config.model_dir)
+    if finished and not config.overwrite:
+        raise FileExistsError(
+            f"model_dir={config.model_dir!r} holds a finished run ({finished}); pass "
+            "overwrite=True to replace it, or choose another model_dir."
+        )
     if strategy is None:
         strategy = kmc_strategy.get_strategy(config.strategy)
     _check_replicas(config, strategy.num_replicas_in_sync)
@@ -574,12 +640,12 @@ def run(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -> 
     dirs = _Dirs(output, os.path.join(config.model_dir, "backup", task), chief)
     os.makedirs(dirs.output, exist_ok=True)
     if not os.path.isdir(dirs.backup):
-        # A fresh start (nothing to resume): logs of an earlier, finished run
-        # in the same directory would otherwise be appended to.
-        for name in _RUN_LOGS:
-            path = os.path.join(dirs.output, name)
-            if os.path.isfile(path):
-                os.remove(path)
+        # A fresh start (nothing to resume): the CSV and history logs of an
+        # earlier run would otherwise be appended to, and a replaced run's
+        # results must not outlive it if this one is interrupted.
+        if finished and chief:
+            logging.info("Overwriting the finished run in %s.", config.model_dir)
+        _clear_previous_run(dirs.output)
     patch = (
         kmc_strategy.keras_multi_worker_reduction()
         if config.strategy == "multi_worker"
@@ -597,7 +663,7 @@ def run(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -> 
     with contextlib.suppress(OSError):
         os.rmdir(os.path.join(config.model_dir, "backup"))
     if chief:
-        write_json_atomic(os.path.join(config.model_dir, "results.json"), results)
+        write_json_atomic(os.path.join(config.model_dir, RESULTS_FILE), results)
     return results
 
 

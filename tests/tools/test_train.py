@@ -1,7 +1,9 @@
 """tools/train.py in-process: flag validation (exit 2, nothing written) and every recipe."""
 
+import csv
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -252,3 +254,51 @@ def test_comparison_table_against_a_baseline(toy_npz, tmp_path, capsys):
         f"{diff:+.2f}",
         "pts",
     ]
+
+
+@pytest.fixture(scope="module")
+def finished_dir(toy_npz, tmp_path_factory):
+    """A model_dir holding a finished one-epoch run."""
+    model_dir = tmp_path_factory.mktemp("finished") / "run"
+    assert invoke(train, _base(toy_npz, model_dir)) == 0
+    assert (model_dir / "results.json").is_file() and not (model_dir / "backup").exists()
+    return model_dir
+
+
+def _snapshot(directory):
+    """Every file under `directory`: relative path -> (mtime in ns, content)."""
+    return {
+        str(path.relative_to(directory)): (path.stat().st_mtime_ns, path.read_bytes())
+        for path in sorted(directory.rglob("*"))
+        if path.is_file()
+    }
+
+
+def test_finished_model_dir_is_refused_and_left_untouched(toy_npz, finished_dir, capsys):
+    capsys.readouterr()
+    before = _snapshot(finished_dir)
+    assert {"results.json", "log.csv", "history.json", "model.keras"} <= set(before)
+    code = invoke(train, _base(toy_npz, finished_dir))
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert f"--model_dir={finished_dir} already holds a finished run" in err
+    assert str(finished_dir / "results.json") in err and "--overwrite" in err
+    assert _snapshot(finished_dir) == before
+
+
+def test_overwrite_replaces_a_finished_run(toy_npz, finished_dir, tmp_path, capsys):
+    model_dir = tmp_path / "run"
+    shutil.copytree(finished_dir, model_dir)
+    events_before = sorted(model_dir.glob("logs/train/**/events.out.tfevents.*"))
+    assert events_before
+    code = invoke(train, _base(toy_npz, model_dir) + ["--epochs=2", "--overwrite"])
+    assert code == 0, capsys.readouterr().err
+    results = json.loads((model_dir / "results.json").read_text())
+    assert results["flags"]["overwrite"] is True
+    assert [e["epoch"] for e in results["history"]] == [0, 1]
+    # Afresh: the old run's logs are gone, not appended to or mixed with the new ones.
+    with open(model_dir / "log.csv") as f:
+        assert [row["epoch"] for row in csv.DictReader(f)] == ["0", "1"]
+    events_after = sorted(model_dir.glob("logs/train/**/events.out.tfevents.*"))
+    assert len(events_after) == len(events_before)
+    assert not set(events_before) & set(events_after)

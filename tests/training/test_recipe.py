@@ -85,11 +85,35 @@ def test_baseline_is_a_plain_classifier_with_the_same_steps(toy_npz, tmp_path):
     assert not isinstance(model, kmc.MetaCleanerModel)
     assert [layer.name for layer in model.layers][-2:] == ["classifier", "probabilities"]
 
-    # Running again after a finished run starts afresh: logs are not appended to.
-    again = recipe.run(_config(toy_npz, tmp_path / "base", method="baseline", epochs=1))
+    # A finished run is not replaced unasked: refused before anything is touched.
+    results_path = tmp_path / "base" / "results.json"
+    written = (results_path.stat().st_mtime_ns, results_path.read_bytes())
+    with pytest.raises(FileExistsError, match="holds a finished run .*overwrite=True"):
+        recipe.run(_config(toy_npz, tmp_path / "base", method="baseline", epochs=1))
+    assert (results_path.stat().st_mtime_ns, results_path.read_bytes()) == written
+
+    # With overwrite it starts afresh: logs are not appended to.
+    again = recipe.run(
+        _config(toy_npz, tmp_path / "base", method="baseline", epochs=1, overwrite=True)
+    )
     assert [e["epoch"] for e in again["history"]] == [0]
     with open(tmp_path / "base" / "log.csv") as f:
         assert [row["epoch"] for row in csv.DictReader(f)] == ["0"]
+
+
+def test_finished_run_needs_a_complete_record_and_no_backup(tmp_path):
+    assert recipe.finished_run(str(tmp_path / "missing")) is None
+    results = tmp_path / "results.json"
+    results.write_text('{"method": "baseline", "flags": {}, "history": []')  # cut short
+    assert recipe.finished_run(str(tmp_path)) is None
+    results.write_text(json.dumps({"method": "baseline", "flags": {}, "history": []}))
+    assert recipe.finished_run(str(tmp_path)) is None
+    record = {"method": "baseline", "flags": {}, "history": [], "test_accuracy": 0.5}
+    results.write_text(json.dumps(record))
+    assert recipe.finished_run(str(tmp_path)) == str(results)
+    # An interrupted run in the same directory resumes rather than being refused.
+    (tmp_path / "backup" / "chief").mkdir(parents=True)
+    assert recipe.finished_run(str(tmp_path)) is None
 
 
 def test_loss_reweight_trains(toy_npz, tmp_path):
