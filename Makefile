@@ -22,11 +22,13 @@ install: $(STAMP)
 data: $(STAMP)
 	bash tools/get_fashion_mnist.sh $(PY)
 
+# --overwrite: `make run` is the demo, so running it again trains again
+# (train.py otherwise refuses to replace a finished run).
 run: install data
 	$(PY) tools/train.py --flagfile=tools/configs/fashion_mnist.flags --method=baseline \
-		--model_dir=$(RUN_DIR)/baseline
+		--model_dir=$(RUN_DIR)/baseline --overwrite
 	$(PY) tools/train.py --flagfile=tools/configs/fashion_mnist.flags --method=metacleaner \
-		--model_dir=$(RUN_DIR)/metacleaner --baseline_results=$(RUN_DIR)/baseline/results.json \
+		--model_dir=$(RUN_DIR)/metacleaner --overwrite --baseline_results=$(RUN_DIR)/baseline/results.json \
 		--export_dir=$(EXPORT_DIR)
 
 test: install data
