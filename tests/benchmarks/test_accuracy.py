@@ -18,13 +18,13 @@ def test_quick_run_writes_one_result_per_method(tmp_path):
         os.path.join(ROOT, "benchmarks", "accuracy.py"),
         "--quick",
         "--jobs=0",
-        "--methods=baseline,label_confidence+member",
+        "--methods=baseline,label_confidence_rel+rawmember",
         f"--out={out}",
     ]
     completed = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert completed.returncode == 0, completed.stderr[-3000:]
     results = [json.loads(line) for line in out.read_text().splitlines()]
-    assert sorted(r["method"] for r in results) == ["baseline", "label_confidence+member"]
+    assert sorted(r["method"] for r in results) == ["baseline", "label_confidence_rel+rawmember"]
     for result in results:
         assert len(result["test_accuracy_curve"]) == result["epochs"] == 2
         assert 0.0 <= result["final_accuracy"] <= 1.0
@@ -52,3 +52,62 @@ def test_unknown_method_is_rejected_before_any_work(tmp_path):
     )
     assert completed.returncode == 2
     assert "unknown method 'nope'" in completed.stderr
+
+
+def _accuracy_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "accuracy_benchmark", os.path.join(ROOT, "benchmarks", "accuracy.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_method_names_spell_out_every_option():
+    accuracy = _accuracy_module()
+    assert accuracy.method_kwargs("baseline") is None
+    assert accuracy.method_kwargs("label_confidence_rel_g2_f0.01+rawmember0.5") == {
+        "weighting": "label_confidence",
+        "weighting_args": {"relative": True, "gamma": 2.0, "floor": 0.01},
+        "member_loss_weight": 0.5,
+        "normalize_member_weights": False,
+    }
+    # Old names keep the meaning they were measured with, whatever the defaults.
+    assert accuracy.method_kwargs("label_confidence+member") == {
+        "weighting": "label_confidence",
+        "weighting_args": {"relative": False},
+        "member_loss_weight": 1.0,
+        "normalize_member_weights": True,
+    }
+    with pytest.raises(KeyError):
+        accuracy.method_kwargs("label_confidence_x")
+    for methods, _, _ in accuracy.SUITES.values():
+        for name in methods:
+            accuracy.method_kwargs(name)
+
+
+def test_report_filters_methods_sizes_and_schedule(tmp_path):
+    accuracy = _accuracy_module()
+    out = tmp_path / "results.jsonl"
+    base = dict(noise_type="symmetric", noise_rate=0.4, epochs=30, train_size=10, seed=0)
+    rows = [
+        dict(base, method="baseline", subset_size=4, lr_decay_epochs=0),
+        dict(base, method="constant", subset_size=4, lr_decay_epochs=0),
+        dict(base, method="constant", subset_size=2, lr_decay_epochs=0),
+        dict(base, method="constant", subset_size=4, lr_decay_epochs=10),
+    ]
+    out.write_text(
+        "".join(json.dumps(dict(r, best_accuracy=0.5, final_accuracy=0.4)) + "\n" for r in rows)
+    )
+
+    def table_rows(**filters):
+        return accuracy.report(str(out), **filters).splitlines()[2:]
+
+    assert len(table_rows()) == 4
+    assert len(table_rows(methods=["constant"])) == 3
+    assert len(table_rows(subset_sizes=[2])) == 1
+    constant_rate = table_rows(lr_decay_epochs=0)
+    assert len(constant_rate) == 3 and all("| – |" in row for row in constant_rate)
+    assert len(table_rows(methods=["constant"], subset_sizes=[4], lr_decay_epochs=10)) == 1
