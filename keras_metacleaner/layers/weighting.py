@@ -293,12 +293,13 @@ class AgreementWeighting(Weighting):
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class LabelConfidenceWeighting(Weighting):
-    """α_i = floor + (1 - floor)·p(y | v_i)^γ from the classifier, no gradient.
+    """α_i = floor + (1 - floor)·(p(y | v_i) / max_c p(c | v_i))^γ, no gradient.
 
     The classifier's probability of the subset's (noisy) label for each
-    member, read with a stopped gradient: the softmax compares v_i with every
-    class prototype (the classifier's rows), and a member whose feature the
-    classifier puts in another class gets a low weight. Because the
+    member, relative to its most likely class, read with a stopped gradient:
+    the softmax compares v_i with every class prototype (the classifier's
+    rows), and a member whose feature the classifier puts in another class
+    gets a low weight. Because the
     classification loss cannot move α (it is not a function of trainable
     weights through any gradient path), it cannot push α back to uniform, the
     failure measured for learned weightings. Early in training every p is
@@ -306,8 +307,14 @@ class LabelConfidenceWeighting(Weighting):
     classifier learns the clean majority of each class, while averaging keeps
     it from memorising the flipped labels.
 
-    Needs `class_scores` (log p(y | v_i), `[K, N]`), which `MetaCleanerModel`
-    computes; without them it falls back to α = 1.
+    Relative to the top class (the default) rather than p(y | v_i) alone: a
+    member the classifier already puts in its label's class keeps α = 1
+    however unsure the classifier is, so hard but correctly labelled images
+    are not turned down with the wrong ones. On clean data this measured
+    1.2 points better (docs/results.md).
+
+    Needs `class_scores` (`[K, N]`, from `class_scores()`), which
+    `MetaCleanerModel` computes; without them it falls back to α = 1.
 
     Args:
         subset_size: int. N.
@@ -316,15 +323,12 @@ class LabelConfidenceWeighting(Weighting):
             little weight (the paper's argument for α ≥ 0.5 on fine-grained
             data).
         gamma: float > 0. Sharpness: α uses p^γ.
-        relative: bool. Use p(y | v_i) / max_c p(c | v_i) instead of
-            p(y | v_i): a member the classifier already puts in its label's
-            class gets α = 1 however unsure it is, so hard but correctly
-            labelled images keep their full weight; only members that look
-            more like another class are turned down.
+        relative: bool. Divide p(y | v_i) by max_c p(c | v_i) (default);
+            False reads p(y | v_i) alone.
 
     Example:
 
-    >>> w = LabelConfidenceWeighting(subset_size=2, floor=0.0)
+    >>> w = LabelConfidenceWeighting(subset_size=2, floor=0.0, relative=False)
     >>> scores = keras.ops.log(keras.ops.convert_to_tensor([[0.9, 0.1]]))
     >>> [round(float(a), 2) for a in w(keras.ops.ones((1, 2, 3)), scores)[0]]
     [0.9, 0.1]
@@ -338,7 +342,7 @@ class LabelConfidenceWeighting(Weighting):
         hidden_units: int = 0,
         floor: float = 0.05,
         gamma: float = 1.0,
-        relative: bool = False,
+        relative: bool = True,
         **kwargs,
     ):
         super().__init__(subset_size, hidden_units, **kwargs)

@@ -15,7 +15,7 @@ from keras_metacleaner.layers.weighting import DEFAULT_WEIGHTING, PACKAGE, Weigh
 MODES = ("hallucinate", "loss_reweight")
 #: The weight of the α-weighted per-image loss that measured best with the
 #: default weighting (docs/results.md); 0 is the paper's pure hallucination.
-DEFAULT_MEMBER_LOSS_WEIGHT = 0.5
+DEFAULT_MEMBER_LOSS_WEIGHT = 1.0
 
 
 def unscale_loss_for_distribution(loss):
@@ -56,14 +56,15 @@ class MetaCleanerModel(keras.Model):
         seed: int or None. Seed of the in-subset shuffling.
         member_loss_weight: float >= 0. In `"hallucinate"` mode, adds this
             times the cross-entropy of each member classified on its own,
-            weighted by its normalised α (gradient stopped at α). 0 is the
-            paper's method; the default 0.5 measured best with the default
-            weighting (docs/results.md).
+            weighted by its α (gradient stopped at α). 0 is the paper's
+            method; the default 1.0 measured best with the default weighting
+            (docs/results.md).
         normalize_member_weights: bool. Weight each member's loss of
-            `member_loss_weight` by `N·α_i / Σα` (True: every subset carries
-            the same total weight) or by `α_i` itself (False: the per-image
-            loss shrinks with the share of members the weighting turns down,
-            so on clean data, where α ≈ 1, it is plain training).
+            `member_loss_weight` by `α_i` itself (False, the default: the
+            per-image loss shrinks with the share of members the weighting
+            turns down, and on clean data, where α ≈ 1, it is plain
+            training) or by `N·α_i / Σα` (True: every subset carries the same
+            total weight whatever its α).
         **kwargs: passed to `keras.Model`.
 
     Returns:
@@ -90,7 +91,7 @@ class MetaCleanerModel(keras.Model):
         shuffle_subsets: bool = True,
         seed: int | None = None,
         member_loss_weight: float = DEFAULT_MEMBER_LOSS_WEIGHT,
-        normalize_member_weights: bool = True,
+        normalize_member_weights: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)

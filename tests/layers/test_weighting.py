@@ -166,7 +166,7 @@ def test_label_confidence_relative_scores_divide_by_the_top_class():
         np.array([[[0.5, 0.3, 0.2], [0.2, 0.7, 0.1]], [[0.1, 0.1, 0.8], [0.4, 0.4, 0.2]]])
     ).astype("float32")
     labels = np.array([0, 2], "int32")
-    plain = LabelConfidenceWeighting(subset_size=2, floor=0.0)
+    plain = LabelConfidenceWeighting(subset_size=2, floor=0.0, relative=False)
     relative = LabelConfidenceWeighting(subset_size=2, floor=0.0, relative=True)
     np.testing.assert_allclose(
         ops.convert_to_numpy(plain.class_scores(log_probs, labels)),
@@ -183,9 +183,10 @@ def test_label_confidence_relative_scores_divide_by_the_top_class():
 
 
 def test_label_confidence_relative_survives_serialization():
-    layer = LabelConfidenceWeighting(subset_size=N, relative=True, gamma=2.0)
+    assert LabelConfidenceWeighting(subset_size=N).relative  # the default
+    layer = LabelConfidenceWeighting(subset_size=N, relative=False, gamma=2.0)
     restored = LabelConfidenceWeighting.from_config(layer.get_config())
-    assert restored.relative and restored.gamma == 2.0
+    assert not restored.relative and restored.gamma == 2.0
 
 
 def _dense_alpha_and_feature_gradient(**kwargs):
