@@ -267,14 +267,17 @@ def _append(path: str, result: dict) -> None:
         f.write(json.dumps(result) + "\n")
 
 
+def _noises(spec: str) -> list[tuple[str, float]]:
+    """`"symmetric:0.4,pairflip:0.45"` -> `[("symmetric", 0.4), ("pairflip", 0.45)]`."""
+    return [(kind, float(rate)) for kind, rate in (n.split(":") for n in spec.split(",") if n)]
+
+
 def configs_for(args) -> list[dict]:
     methods, noises, sizes = SUITES[args.suite]
     if args.methods:
         methods = args.methods.split(",")
     if args.noise:
-        noises = [
-            (kind, float(rate)) for kind, rate in (n.split(":") for n in args.noise.split(","))
-        ]
+        noises = _noises(args.noise)
     if args.subset_sizes:
         sizes = [int(n) for n in args.subset_sizes.split(",")]
     configs = []
@@ -304,6 +307,7 @@ def report(
     methods: Sequence[str] = (),
     subset_sizes: Sequence[int] = (),
     lr_decay_epochs: int | None = None,
+    noises: Sequence[tuple[str, float]] = (),
 ) -> str:
     """A Markdown table: mean ± std over seeds of each measured configuration.
 
@@ -313,6 +317,7 @@ def report(
         subset_sizes: keep only these N (all when empty).
         lr_decay_epochs: keep only runs with this schedule (0: constant rate);
             all when None.
+        noises: keep only these `(kind, rate)` settings (all when empty).
 
     Returns:
         The table, one row a configuration.
@@ -324,6 +329,8 @@ def report(
         if subset_sizes and r["subset_size"] not in subset_sizes:
             continue
         if lr_decay_epochs is not None and (r.get("lr_decay_epochs") or 0) != lr_decay_epochs:
+            continue
+        if noises and (r["noise_type"], r["noise_rate"]) not in noises:
             continue
         group = (
             r["noise_type"],
@@ -390,8 +397,8 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--report",
         action="store_true",
-        help="print the table of --out and exit; --methods, --subset_sizes and --lr_decay_epochs "
-        "filter it",
+        help="print the table of --out and exit; --methods, --noise, --subset_sizes and "
+        "--lr_decay_epochs filter it",
     )
     parser.add_argument("--quick", action="store_true", help="one tiny run a method (smoke test)")
     args = parser.parse_args(argv)
@@ -410,6 +417,7 @@ def main(argv=None) -> int:
                 methods=[m for m in args.methods.split(",") if m],
                 subset_sizes=[int(n) for n in args.subset_sizes.split(",") if n],
                 lr_decay_epochs=args.lr_decay_epochs,
+                noises=_noises(args.noise),
             )
         )
         return 0

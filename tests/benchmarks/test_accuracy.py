@@ -111,3 +111,5 @@ def test_report_filters_methods_sizes_and_schedule(tmp_path):
     constant_rate = table_rows(lr_decay_epochs=0)
     assert len(constant_rate) == 3 and all("| – |" in row for row in constant_rate)
     assert len(table_rows(methods=["constant"], subset_sizes=[4], lr_decay_epochs=10)) == 1
+    assert len(table_rows(noises=[("symmetric", 0.4)])) == 4
+    assert table_rows(noises=[("symmetric", 0.2)]) == []
