@@ -311,14 +311,11 @@ class MetaCleanerModel(keras.Model):
         y, y_pred, weights = self._member_targets(labels, alpha, member_logits, sample_weight)
         return self.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=weights, training=True)
 
-    def _member_loss_targets(self, labels, alpha, member_logits, sample_weight):
-        return self._member_targets(
-            labels, alpha, member_logits, sample_weight, normalize=self.normalize_member_weights
-        )
-
     def _member_loss(self, labels, alpha, member_logits, sample_weight):
         """The auxiliary member loss of `member_loss_weight` (α gradient stopped by the caller)."""
-        y, y_pred, weights = self._member_loss_targets(labels, alpha, member_logits, sample_weight)
+        y, y_pred, weights = self._member_targets(
+            labels, alpha, member_logits, sample_weight, normalize=self.normalize_member_weights
+        )
         # A keras Loss object divides by the replica count as compute_loss
         # does, without adding the regularisation losses a second time.
         return self._member_loss_fn(y, y_pred, sample_weight=weights)

@@ -163,15 +163,19 @@ def test_member_weights_fall_back_to_equal_when_every_alpha_is_zero():
     )
 
 
-def test_unnormalized_member_weights_are_alpha_itself():
-    model = tiny_model("label_confidence", seed=0, normalize_member_weights=False)
+def test_member_loss_weights_each_member_by_alpha_itself_by_default():
+    model = tiny_model("label_confidence", seed=0, member_loss_weight=1.0)
+    assert not model.normalize_member_weights
     logits = np.random.default_rng(0).normal(size=(1, N, C)).astype("float32")
+    labels = np.array([1])
     alpha = np.array([[0.5, 0.25, 0.0]], "float32")
-    _, _, weights = model._member_loss_targets(np.array([1]), alpha, logits, None)
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(weights), [0.5, 0.25, 0.0])
-    model.normalize_member_weights = True
-    _, _, weights = model._member_loss_targets(np.array([1]), alpha, logits, None)
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(weights), [2.0, 1.0, 0.0], rtol=1e-6)
+    probabilities = keras.ops.convert_to_numpy(keras.ops.softmax(logits))[0]
+    losses = -np.log(probabilities[:, 1])
+    # Σ w_i·CE_i / (K·N): Keras' sum-over-batch-size reduction.
+    for normalize, weights in ((False, alpha[0]), (True, N * alpha[0] / alpha.sum())):
+        model.normalize_member_weights = normalize
+        loss = model._member_loss(labels, alpha, logits, None)
+        assert float(loss) == pytest.approx(float(np.sum(weights * losses) / N), rel=1e-5)
 
 
 def test_loss_reweight_mode_trains():
