@@ -123,6 +123,7 @@ def take(dataset: tf.data.Dataset, count: int) -> tf.data.Dataset:
 
     Example:
 
+    >>> import keras_metacleaner
     >>> train, _, info = keras_metacleaner.data.load("fashion_mnist")
     >>> small = keras_metacleaner.data.take(train, 1000)
     >>> int(small.cardinality())

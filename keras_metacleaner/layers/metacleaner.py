@@ -38,7 +38,7 @@ class MetaCleaner(keras.layers.Layer):
 
     >>> cleaner = MetaCleaner(subset_size=4, weighting="constant", return_weights=True)
     >>> clean, alpha = cleaner(keras.random.normal((8, 4, 16)))
-    >>> clean.shape, alpha.shape
+    >>> tuple(clean.shape), tuple(alpha.shape)
     ((8, 16), (8, 4))
     """
 

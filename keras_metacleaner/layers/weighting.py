@@ -69,7 +69,7 @@ class ConstantWeighting(Weighting):
     Example:
 
     >>> w = ConstantWeighting(subset_size=4)
-    >>> w(keras.ops.ones((2, 4, 8))).shape
+    >>> tuple(w(keras.ops.ones((2, 4, 8))).shape)
     (2, 4)
     """
 
@@ -95,7 +95,7 @@ class AttentionWeighting(Weighting):
     Example:
 
     >>> w = AttentionWeighting(subset_size=4, hidden_units=16, gate="exp")
-    >>> w(keras.ops.ones((2, 4, 8))).shape
+    >>> tuple(w(keras.ops.ones((2, 4, 8))).shape)
     (2, 4)
     """
 
@@ -258,7 +258,7 @@ class AgreementWeighting(Weighting):
     Example:
 
     >>> w = AgreementWeighting(subset_size=4, hidden_units=16)
-    >>> w(keras.random.normal((2, 4, 8))).shape
+    >>> tuple(w(keras.random.normal((2, 4, 8))).shape)
     (2, 4)
     """
 

@@ -26,7 +26,7 @@ class CaffePreprocessing(layers.Layer):
 
     Example:
 
-    >>> CaffePreprocessing()(keras.ops.zeros((1, 2, 2, 1))).shape
+    >>> tuple(CaffePreprocessing()(keras.ops.zeros((1, 2, 2, 1))).shape)
     (1, 2, 2, 3)
     """
 

@@ -76,7 +76,7 @@ class MetaCleanerModel(keras.Model):
     >>> import keras_metacleaner as kmc
     >>> backbone = kmc.models.small_cnn((28, 28, 1))
     >>> model = kmc.MetaCleanerModel(backbone, num_classes=10, subset_size=4)
-    >>> model(keras.ops.zeros((2, 28, 28, 1))).shape
+    >>> tuple(model(keras.ops.zeros((2, 28, 28, 1))).shape)
     (2, 10)
     """
 

@@ -138,7 +138,8 @@ class TrainConfig:
 
         Example:
 
-        >>> TrainConfig(dataset="x", model_dir="/tmp/r", batch_size=30).validate()
+        >>> config = TrainConfig(dataset="x", model_dir="/tmp/r", batch_size=30)
+        >>> config.validate()  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
         ValueError: batch_size=30 must be divisible by subset_size=4 (K = ...

@@ -34,9 +34,14 @@ class MetaCleanerHyperModel(keras_tuner.HyperModel):
 
     Example:
 
-    >>> hypermodel = MetaCleanerHyperModel(  # doctest: +SKIP
+    >>> import tempfile
+    >>> import keras_metacleaner as kmc
+    >>> hypermodel = MetaCleanerHyperModel(
     ...     lambda: kmc.models.small_cnn((28, 28, 1)), num_classes=10, subset_sizes=(2, 4, 6))
-    >>> tuner = keras_tuner.RandomSearch(hypermodel, objective="val_accuracy", max_trials=6)
+    >>> tuner = keras_tuner.RandomSearch(
+    ...     hypermodel, objective="val_accuracy", max_trials=6, directory=tempfile.mkdtemp())
+    >>> [hp.name for hp in tuner.oracle.get_space().space]
+    ['subset_size', 'weighting', 'member_loss_weight', 'learning_rate']
     >>> tuner.search(train, validation_data=test.batch(1000), epochs=10)  # doctest: +SKIP
     """
 
