@@ -80,11 +80,14 @@ LABEL_CONFIDENCE_NAME = re.compile(
 def method_kwargs(name: str) -> dict | None:
     """MetaCleanerModel keyword arguments of a method name (None: plain training).
 
+    Returns a fresh dict each call, so a caller may consume it (e.g. pop
+    `weighting_args`) without changing `METHODS`.
+
     Raises:
         KeyError: the name is neither in `METHODS` nor a label_confidence spelling.
     """
     if name in METHODS:
-        return METHODS[name]
+        return copy.deepcopy(METHODS[name])
     match = LABEL_CONFIDENCE_NAME.fullmatch(name)
     if match is None:
         raise KeyError(name)
@@ -186,8 +189,6 @@ def run_one(config: dict) -> dict:
         )
     backbone = kmc.models.small_cnn(info.image_shape)
     method = method_kwargs(config["method"])
-    if method is not None:
-        method = copy.deepcopy(method)
     train = tf.data.Dataset.from_tensor_slices((x.astype("float32"), y_noisy))
     if method is None:
         model = kmc.training.plain_classifier(backbone, info.num_classes)

@@ -83,6 +83,9 @@ def test_method_names_spell_out_every_option():
     }
     with pytest.raises(KeyError):
         accuracy.method_kwargs("label_confidence_x")
+    # Callers consume the dict (run_one pops weighting_args): METHODS must not change.
+    accuracy.method_kwargs("fc_fc_relu_sig.bias1").pop("weighting_args")
+    assert accuracy.METHODS["fc_fc_relu_sig.bias1"]["weighting_args"] == {"output_bias": 1.0}
     for methods, _, _ in accuracy.SUITES.values():
         for name in methods:
             accuracy.method_kwargs(name)
