@@ -13,6 +13,9 @@ from keras_metacleaner.layers.metacleaner import MetaCleaner
 from keras_metacleaner.layers.weighting import DEFAULT_WEIGHTING, PACKAGE, Weighting
 
 MODES = ("hallucinate", "loss_reweight")
+#: How the hallucinated loss weighs each subset: equally (None, the paper),
+#: or by the largest or the mean α of its members.
+SUBSET_LOSS_WEIGHTS = (None, "max_alpha", "mean_alpha")
 #: The weight of the α-weighted per-image loss that measured best with the
 #: default weighting (docs/results.md); 0 is the paper's pure hallucination.
 DEFAULT_MEMBER_LOSS_WEIGHT = 1.0
@@ -65,6 +68,11 @@ class MetaCleanerModel(keras.Model):
             turns down, and on clean data, where α ≈ 1, it is plain
             training) or by `N·α_i / Σα` (True: every subset carries the same
             total weight whatever its α).
+        subset_loss_weights: `None`, `"max_alpha"` or `"mean_alpha"`. In
+            `"hallucinate"` mode, weighs each subset's loss equally (None,
+            the paper) or by the largest / the mean α of its members
+            (gradient stopped): Eq. 3 divides by Σα, which hides that every
+            member of a subset looks mislabelled; this weight does not.
         **kwargs: passed to `keras.Model`.
 
     Returns:
@@ -92,6 +100,7 @@ class MetaCleanerModel(keras.Model):
         seed: int | None = None,
         member_loss_weight: float = DEFAULT_MEMBER_LOSS_WEIGHT,
         normalize_member_weights: bool = False,
+        subset_loss_weights: str | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -99,6 +108,11 @@ class MetaCleanerModel(keras.Model):
             raise ValueError(f"`num_classes` must be an integer >= 2, got {num_classes!r}.")
         if mode not in MODES:
             raise ValueError(f"`mode` must be one of {MODES}, got {mode!r}.")
+        if subset_loss_weights not in SUBSET_LOSS_WEIGHTS:
+            raise ValueError(
+                f"`subset_loss_weights` must be one of {SUBSET_LOSS_WEIGHTS}, "
+                f"got {subset_loss_weights!r}."
+            )
         if member_loss_weight < 0:
             raise ValueError(f"`member_loss_weight` must be >= 0, got {member_loss_weight!r}.")
         if len(backbone.output_shape) != 2:
@@ -120,6 +134,7 @@ class MetaCleanerModel(keras.Model):
         self.probabilities = layers.Activation("softmax", dtype="float32", name="probabilities")
         self.member_loss_weight = float(member_loss_weight)
         self.normalize_member_weights = bool(normalize_member_weights)
+        self.subset_loss_weights = subset_loss_weights
         self._member_loss_fn = keras.losses.SparseCategoricalCrossentropy()
         self.seed_generator = keras.random.SeedGenerator(seed, name="subset_shuffle")
         self.alpha_mean = keras.metrics.Mean(name="alpha_mean")
@@ -254,7 +269,11 @@ class MetaCleanerModel(keras.Model):
             probabilities, alpha, member_logits = self._forward_subsets(x, labels, training=True)
             if self.mode == "hallucinate":
                 loss = self.compute_loss(
-                    x=x, y=labels, y_pred=probabilities, sample_weight=sample_weight, training=True
+                    x=x,
+                    y=labels,
+                    y_pred=probabilities,
+                    sample_weight=self._subset_weights(alpha, sample_weight),
+                    training=True,
                 )
                 if self.member_loss_weight:
                     loss = loss + self.member_loss_weight * self._member_loss(
@@ -276,6 +295,19 @@ class MetaCleanerModel(keras.Model):
                     unscale_loss_for_distribution(loss), sample_weight=ops.shape(labels)[0]
                 )
         return self.compute_metrics(x, labels, probabilities, sample_weight=sample_weight)
+
+    def _subset_weights(self, alpha, sample_weight):
+        """Per-subset weights of the hallucinated loss (`sample_weight` times α's)."""
+        if self.subset_loss_weights is None:
+            return sample_weight
+        # Eq. 3 divides by Σα, so a subset whose members all look mislabelled
+        # still yields a full-weight feature; its α scale says how much to trust it.
+        alpha = ops.stop_gradient(ops.cast(alpha, "float32"))
+        reduce = ops.max if self.subset_loss_weights == "max_alpha" else ops.mean
+        weights = reduce(alpha, axis=1)
+        if sample_weight is not None:
+            weights = weights * ops.reshape(ops.cast(sample_weight, "float32"), (-1,))
+        return weights
 
     def _member_targets(self, labels, alpha, member_logits, sample_weight, normalize=True):
         """Flattened `(labels, probabilities, weights)` of the K·N members.
@@ -412,6 +444,7 @@ class MetaCleanerModel(keras.Model):
             "seed": self.seed,
             "member_loss_weight": self.member_loss_weight,
             "normalize_member_weights": self.normalize_member_weights,
+            "subset_loss_weights": self.subset_loss_weights,
         }
 
     @classmethod

@@ -178,6 +178,36 @@ def test_member_loss_weights_each_member_by_alpha_itself_by_default():
         assert float(loss) == pytest.approx(float(np.sum(weights * losses) / N), rel=1e-5)
 
 
+@pytest.mark.parametrize(
+    "reduce, expected", [(None, [2.0, 1.0]), ("max_alpha", [0.1, 1.0]), ("mean_alpha", [0.1, 0.5])]
+)
+def test_subset_loss_weights_scale_each_subset_by_its_alpha(reduce, expected):
+    model = tiny_model("label_confidence", seed=0, subset_loss_weights=reduce)
+    alpha = np.array([[0.05, 0.05, 0.05], [1.0, 0.45, 0.05]], "float32")
+    weights = model._subset_weights(alpha, np.array([2.0, 1.0], "float32"))
+    if reduce is not None:
+        weights = weights / np.array([2.0, 1.0])  # the sample weights multiply in
+        expected = [a.max() if reduce == "max_alpha" else a.mean() for a in alpha]
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(weights), expected, rtol=1e-6)
+
+
+def test_subset_loss_weights_enter_the_training_loss():
+    x, y = random_subsets(K, N, num_classes=C, seed=6)
+    model = tiny_model(
+        "label_confidence",
+        seed=0,
+        member_loss_weight=0.0,
+        shuffle_subsets=False,
+        subset_loss_weights="mean_alpha",
+    )
+    probabilities, alpha, _ = model._forward_subsets(x, tf.constant(y), training=True)
+    per_subset = keras.losses.sparse_categorical_crossentropy(y, probabilities)
+    expected = float(np.mean(np.mean(alpha, axis=1) * per_subset))
+    assert expected < float(np.mean(per_subset))  # α < 1 somewhere, so the test can tell
+    logs = model.train_on_batch(x, y, return_dict=True)
+    assert logs["loss"] == pytest.approx(expected, rel=1e-4)
+
+
 def test_loss_reweight_mode_trains():
     x, y = random_subsets(8, N, num_classes=C, seed=8)
     model = tiny_model("attention_sig", mode="loss_reweight", seed=0, learning_rate=0.05)
@@ -439,6 +469,7 @@ def test_missing_labels():
         ({"weighting": "fc_fc"}, ValueError, r"'fc_fc'.*expected one of"),
         ({"num_classes": 1}, ValueError, r"num_classes.*1"),
         ({"mode": "reweight"}, ValueError, r"mode.*'reweight'"),
+        ({"subset_loss_weights": "min"}, ValueError, r"subset_loss_weights.*'min'"),
     ],
 )
 def test_bad_arguments(kwargs, error, message):
@@ -484,10 +515,17 @@ def test_mixed_precision_fit(name):
 
 # ----------------------------------------------------------------- serialization
 def test_get_config_round_trip():
-    model = tiny_model("attention_exp", mode="loss_reweight", shuffle_subsets=False, seed=3)
+    model = tiny_model(
+        "attention_exp",
+        mode="loss_reweight",
+        shuffle_subsets=False,
+        seed=3,
+        subset_loss_weights="max_alpha",
+    )
     config = model.get_config()
     pristine = copy.deepcopy(config)
     clone = kmc.MetaCleanerModel.from_config(config)
     assert config == pristine, "from_config must not consume the caller's config"
     assert clone.get_config() == config
     assert clone.mode == "loss_reweight" and clone.weighting.gate == "exp"
+    assert clone.subset_loss_weights == "max_alpha"
