@@ -26,7 +26,7 @@ LEARNED_WEIGHTINGS = [
     name
     for name in ALL_WEIGHTINGS
     if kmc.layers.get_weighting(name, subset_size=2, hidden_units=4).__class__.__name__
-    not in ("ConstantWeighting", "LabelConfidenceWeighting")
+    not in ("ConstantWeighting", "LabelConfidenceWeighting", "LabelPosteriorWeighting")
 ]
 
 

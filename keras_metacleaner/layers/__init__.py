@@ -10,6 +10,7 @@ from keras_metacleaner.layers.weighting import (
     ConstantWeighting,
     DenseWeighting,
     LabelConfidenceWeighting,
+    LabelPosteriorWeighting,
     Weighting,
     get_weighting,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "ConstantWeighting",
     "DenseWeighting",
     "LabelConfidenceWeighting",
+    "LabelPosteriorWeighting",
     "MetaCleaner",
     "Weighting",
     "get_weighting",

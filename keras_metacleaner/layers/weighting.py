@@ -378,6 +378,113 @@ class LabelConfidenceWeighting(Weighting):
         }
 
 
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class LabelPosteriorWeighting(Weighting):
+    """α_i = floor + (1 - floor)·P(label is right | v_i), no gradient.
+
+    Reads the classifier like `LabelConfidenceWeighting`, but turns its
+    confidence into the posterior probability that the subset's label is the
+    member's true class, under symmetric noise whose clean share π is
+    estimated from the batch (the share of members the classifier puts in
+    their label's class):
+
+        odds_i = π / (1 - π) · m · q_i / (1 - q_i),  α_i ∝ odds_i / (1 + odds_i)
+
+    with `q_i = p(y | v_i) / max_c p(c | v_i)` (or `p(y | v_i)`) and `m`
+    the number of classes a wrong label is spread over (C - 1 for
+    symmetric noise; 1, pair flips, is the most cautious). On clean
+    data π → 1 and every member, hard ones included, keeps α ≈ 1 (plain
+    training); with more noise π drops and only members the classifier
+    confidently puts elsewhere are turned down. Early in training π ≈ 1/C and
+    α ≈ q, the label-confidence weighting.
+
+    Needs `class_scores` (the posterior log-odds, `[K, N]`, from
+    `class_scores()`), which `MetaCleanerModel` computes; without them it
+    falls back to α = 1.
+
+    Args:
+        subset_size: int. N.
+        hidden_units: int. Unused; kept for a uniform signature.
+        floor: float in [0, 1). The lowest α.
+        relative: bool. Read q relative to the top class (default) or
+            p(y | v_i) alone.
+        clean_prior: float in (0, 1) or None. π; None (default) estimates it
+            from each batch, clipped to [0.01, 0.99].
+        flip_classes: int >= 1 or None. m; None (default) is C - 1.
+
+    Example:
+
+    >>> w = LabelPosteriorWeighting(subset_size=2, floor=0.0, clean_prior=0.5)
+    >>> log_probs = keras.ops.log(keras.ops.convert_to_tensor([[[0.5, 0.5], [0.2, 0.8]]]))
+    >>> scores = w.class_scores(log_probs, keras.ops.convert_to_tensor([0]))
+    >>> [round(float(a), 2) for a in w(keras.ops.ones((1, 2, 3)), scores)[0]]
+    [1.0, 0.25]
+    """
+
+    uses_class_scores = True
+    #: The bounds of the estimated clean share: never fully trust nor distrust.
+    prior_range = (0.01, 0.99)
+
+    def __init__(
+        self,
+        subset_size: int,
+        hidden_units: int = 0,
+        floor: float = 0.05,
+        relative: bool = True,
+        clean_prior: float | None = None,
+        flip_classes: int | None = None,
+        **kwargs,
+    ):
+        super().__init__(subset_size, hidden_units, **kwargs)
+        if not 0.0 <= floor < 1.0:
+            raise ValueError(f"`floor` must be in [0, 1), got {floor}.")
+        if clean_prior is not None and not 0.0 < clean_prior < 1.0:
+            raise ValueError(f"`clean_prior` must be in (0, 1) or None, got {clean_prior}.")
+        if flip_classes is not None and (int(flip_classes) != flip_classes or flip_classes < 1):
+            raise ValueError(f"`flip_classes` must be an integer >= 1 or None, got {flip_classes}.")
+        self.flip_classes = None if flip_classes is None else int(flip_classes)
+        self.floor = float(floor)
+        self.relative = bool(relative)
+        self.clean_prior = None if clean_prior is None else float(clean_prior)
+        self.alpha_min = self.floor
+
+    def class_scores(self, log_probs, labels):
+        log_probs = ops.stop_gradient(ops.cast(log_probs, "float32"))
+        score = super().class_scores(log_probs, labels)
+        if self.relative:
+            score = score - ops.max(log_probs, axis=-1)
+        if self.clean_prior is None:
+            agrees = ops.argmax(log_probs, axis=-1) == ops.reshape(
+                ops.cast(labels, "int32"), (-1, 1)
+            )
+            prior = ops.clip(ops.mean(ops.cast(agrees, "float32")), *self.prior_range)
+        else:
+            prior = ops.convert_to_tensor(self.clean_prior, "float32")
+        # log q - log(1 - q), finite at q = 1 (the top class), where α -> 1.
+        score = ops.minimum(score, -1e-6)
+        log_odds_label = score - ops.log(-ops.expm1(score))
+        if self.flip_classes is None:
+            spread = ops.cast(ops.shape(log_probs)[-1] - 1, "float32")
+        else:
+            spread = ops.convert_to_tensor(float(self.flip_classes), "float32")
+        return ops.log(prior) - ops.log(1.0 - prior) + ops.log(spread) + log_odds_label
+
+    def call(self, features, class_scores=None):
+        if class_scores is None:
+            return ops.ones(ops.shape(features)[:2], dtype=features.dtype)
+        posterior = ops.sigmoid(ops.stop_gradient(ops.cast(class_scores, "float32")))
+        return ops.cast(self.floor + (1.0 - self.floor) * posterior, features.dtype)
+
+    def get_config(self) -> dict:
+        return {
+            **super().get_config(),
+            "floor": self.floor,
+            "relative": self.relative,
+            "clean_prior": self.clean_prior,
+            "flip_classes": self.flip_classes,
+        }
+
+
 #: Names accepted by `get_weighting` and the `weighting=` arguments.
 WEIGHTINGS = {
     "constant": lambda n, h: ConstantWeighting(n, h),
@@ -388,6 +495,7 @@ WEIGHTINGS = {
     "fc_relu_fc_relu_sig": lambda n, h: DenseWeighting(n, h, hidden_relu=True, output_relu=True),
     "agreement": lambda n, h: AgreementWeighting(n, h),
     "label_confidence": lambda n, h: LabelConfidenceWeighting(n, h),
+    "label_posterior": lambda n, h: LabelPosteriorWeighting(n, h),
 }
 
 #: The paper's Noisy Weighting (section 4, Table 2).

@@ -13,6 +13,7 @@ from keras_metacleaner.layers.weighting import (
     WEIGHTINGS,
     DenseWeighting,
     LabelConfidenceWeighting,
+    LabelPosteriorWeighting,
     get_weighting,
 )
 
@@ -20,7 +21,14 @@ K, N, D, H = 5, 4, 6, 8
 
 #: Weightings that score each member from the member (and the set as a whole):
 #: permuting a subset must permute α the same way.
-ORDER_EQUIVARIANT = ["constant", "attention_sig", "attention_exp", "agreement", "label_confidence"]
+ORDER_EQUIVARIANT = [
+    "constant",
+    "attention_sig",
+    "attention_exp",
+    "agreement",
+    "label_confidence",
+    "label_posterior",
+]
 
 
 def _features(seed=0, scale=1.0):
@@ -82,6 +90,7 @@ def test_alpha_lies_in_the_promised_range(name):
         ("attention_sig", 0.0, 1.0, True),
         ("agreement", 0.0, 1.0, True),
         ("label_confidence", 0.05, 1.0, False),
+        ("label_posterior", 0.05, 1.0, False),
     ],
 )
 def test_documented_ranges(name, low, high, open_interval):
@@ -187,6 +196,74 @@ def test_label_confidence_relative_survives_serialization():
     layer = LabelConfidenceWeighting(subset_size=N, relative=False, gamma=2.0)
     restored = LabelConfidenceWeighting.from_config(layer.get_config())
     assert not restored.relative and restored.gamma == 2.0
+
+
+def _posterior(q, prior, num_classes):
+    odds = prior / (1 - prior) * (num_classes - 1) * q / (1 - q)
+    return odds / (1 + odds)
+
+
+def test_label_posterior_is_the_clean_label_posterior_with_the_batch_prior():
+    log_probs = np.log(
+        np.array(
+            [
+                [[0.5, 0.3, 0.2], [0.2, 0.7, 0.1], [0.6, 0.3, 0.1]],
+                [[0.1, 0.1, 0.8], [0.4, 0.4, 0.2], [0.3, 0.6, 0.1]],
+            ]
+        )
+    ).astype("float32")
+    labels = np.array([0, 2], "int32")
+    layer = LabelPosteriorWeighting(subset_size=3, floor=0.1)
+    alpha = ops.convert_to_numpy(
+        layer(np.zeros((2, 3, 4), "float32"), layer.class_scores(log_probs, labels))
+    )
+    # 3 of the 6 members are in their label's class: π = 0.5.
+    q = np.array([[1.0, 0.2 / 0.7, 1.0], [1.0, 0.2 / 0.4, 0.1 / 0.6]])
+    expected = 0.1 + 0.9 * np.where(q == 1.0, 1.0, _posterior(np.minimum(q, 0.999999), 0.5, 3))
+    np.testing.assert_allclose(alpha, expected, rtol=1e-4)
+
+    # A higher clean share trusts the same doubtful members more.
+    trusting = LabelPosteriorWeighting(subset_size=3, floor=0.1, clean_prior=0.9)
+    more = ops.convert_to_numpy(
+        trusting(np.zeros((2, 3, 4), "float32"), trusting.class_scores(log_probs, labels))
+    )
+    assert np.all(more >= alpha - 1e-6) and more[0, 1] > alpha[0, 1] + 0.1
+
+
+def test_label_posterior_on_a_confident_batch_keeps_hard_members():
+    # 99 of 100 members in their label's class (π clipped to 0.99): a hard
+    # member at q = 0.05 keeps most of its weight; label_confidence gives 0.05.
+    probs = np.full((1, 100, 10), 0.01, "float32")
+    probs[0, :, 0] = 0.91
+    probs[0, 0] = [0.04] + [0.8] + [0.02] * 8
+    labels = np.array([0], "int32")
+    posterior = LabelPosteriorWeighting(subset_size=100, floor=0.0)
+    alpha = ops.convert_to_numpy(
+        posterior(np.zeros((1, 100, 2), "float32"), posterior.class_scores(np.log(probs), labels))
+    )
+    np.testing.assert_allclose(alpha[0, 0], _posterior(0.05, 0.99, 10), rtol=1e-4)
+    assert alpha[0, 0] > 0.8 and np.all(alpha[0, 1:] > 0.999)
+
+
+def test_label_posterior_options_survive_serialization():
+    layer = LabelPosteriorWeighting(
+        subset_size=N, floor=0.2, relative=False, clean_prior=0.7, flip_classes=1
+    )
+    restored = LabelPosteriorWeighting.from_config(layer.get_config())
+    assert (restored.floor, restored.relative, restored.clean_prior) == (0.2, False, 0.7)
+    assert restored.flip_classes == 1
+
+
+def test_label_posterior_flip_classes_sets_the_odds_of_a_wrong_label():
+    log_probs = np.log(np.array([[[0.6, 0.3, 0.1]]], "float32"))
+    labels = np.array([1], "int32")
+    for flip_classes, spread in ((None, 2), (1, 1)):
+        layer = LabelPosteriorWeighting(
+            subset_size=1, floor=0.0, clean_prior=0.5, flip_classes=flip_classes
+        )
+        alpha = layer(np.zeros((1, 1, 2), "float32"), layer.class_scores(log_probs, labels))
+        expected = _posterior(0.5, 0.5, spread + 1)  # q = 0.3 / 0.6
+        assert float(alpha[0, 0]) == pytest.approx(expected, rel=1e-5)
 
 
 def _dense_alpha_and_feature_gradient(**kwargs):
@@ -308,6 +385,9 @@ def test_unknown_name_lists_the_valid_ones():
         (lambda: LabelConfidenceWeighting(N, floor=1.0), "floor.*1.0"),
         (lambda: LabelConfidenceWeighting(N, floor=-0.1), "floor.*-0.1"),
         (lambda: LabelConfidenceWeighting(N, gamma=0.0), "gamma.*0.0"),
+        (lambda: LabelPosteriorWeighting(N, clean_prior=1.0), "clean_prior.*1.0"),
+        (lambda: LabelPosteriorWeighting(N, floor=1.0), "floor.*1.0"),
+        (lambda: LabelPosteriorWeighting(N, flip_classes=0), "flip_classes.*0"),
         (lambda: DenseWeighting(N, H, negative_slope=-0.1), "negative_slope.*-0.1"),
         (lambda: DenseWeighting(N, H, temperature=0.0), "temperature.*0.0"),
     ],
