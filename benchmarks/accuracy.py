@@ -68,12 +68,15 @@ METHODS = {
     ),
 }
 
-# label_confidence[_rel][_g<gamma>][_f<floor>][+[raw]member[<weight>]]: the default
-# weighting's options spelled in the name ("+member" alone is weight 1.0; "raw":
-# member losses weighted by α itself, not N·α/Σα).
+# label_<confidence|posterior>[_rel][_g<gamma>][_m<flip classes>][_f<floor>]
+# [+[raw]member[<weight>]][+subset<max|mean>]:
+# the label-scoring weightings' options spelled in the name ("+member" alone is weight
+# 1.0; "raw": member losses weighted by α itself, not N·α/Σα; "+subsetmean":
+# each subset's hallucinated loss weighted by its mean α).
 LABEL_CONFIDENCE_NAME = re.compile(
-    r"label_confidence(?P<relative>_rel)?(?:_g(?P<gamma>[\d.]+))?(?:_f(?P<floor>[\d.]+))?"
+    r"label_(?P<kind>confidence|posterior)(?P<relative>_rel)?(?:_g(?P<gamma>[\d.]+))?(?:_m(?P<flip>\d+))?(?:_f(?P<floor>[\d.]+))?"
     r"(?:\+(?P<raw>raw)?member(?P<member>[\d.]+)?(?P<has_member>))?"
+    r"(?:\+subset(?P<subset>max|mean))?"
 )
 
 
@@ -95,13 +98,22 @@ def method_kwargs(name: str) -> dict | None:
     # library's defaults move (rows in docs/data/ were run under older ones).
     args = {"relative": bool(match["relative"])}
     if match["gamma"]:
+        if match["kind"] == "posterior":
+            raise KeyError(f"{name}: label_posterior has no gamma")
         args["gamma"] = float(match["gamma"])
+    if match["flip"] and match["kind"] != "posterior":
+        raise KeyError(f"{name}: only label_posterior has flip classes (_m)")
+    if match["kind"] == "posterior":
+        # No _m: wrong labels spread over every other class (C - 1).
+        args["flip_classes"] = int(match["flip"]) if match["flip"] else None
     if match["floor"]:
         args["floor"] = float(match["floor"])
-    kwargs = dict(weighting="label_confidence", weighting_args=args)
+    kwargs = dict(weighting=f"label_{match['kind']}", weighting_args=args)
     if match["has_member"] is not None:
         kwargs["member_loss_weight"] = float(match["member"] or 1.0)
         kwargs["normalize_member_weights"] = not match["raw"]
+    if match["subset"]:
+        kwargs["subset_loss_weights"] = f"{match['subset']}_alpha"
     return kwargs
 
 
@@ -197,7 +209,7 @@ def run_one(config: dict) -> dict:
     else:
         # The methods name their per-image loss; without one they are the paper's
         # pure hallucination, whatever the library's default.
-        method = {"member_loss_weight": 0.0, **method}
+        method = {"member_loss_weight": 0.0, "subset_loss_weights": None, **method}
         if "weighting_args" in method:
             weighting = kmc.layers.get_weighting(method["weighting"], n_subset)
             config_ = {**weighting.get_config(), **method.pop("weighting_args")}

@@ -81,8 +81,18 @@ def test_method_names_spell_out_every_option():
         "member_loss_weight": 1.0,
         "normalize_member_weights": True,
     }
-    with pytest.raises(KeyError):
-        accuracy.method_kwargs("label_confidence_x")
+    assert accuracy.method_kwargs("label_posterior_rel_m1+rawmember+subsetmax") == {
+        "weighting": "label_posterior",
+        "weighting_args": {"relative": True, "flip_classes": 1},
+        "member_loss_weight": 1.0,
+        "normalize_member_weights": False,
+        "subset_loss_weights": "max_alpha",
+    }
+    # Without _m, wrong labels spread over every other class, whatever the default.
+    assert accuracy.method_kwargs("label_posterior")["weighting_args"]["flip_classes"] is None
+    for bad in ("label_confidence_x", "label_confidence_m1", "label_posterior_g2"):
+        with pytest.raises(KeyError):
+            accuracy.method_kwargs(bad)
     # Callers consume the dict (run_one pops weighting_args): METHODS must not change.
     accuracy.method_kwargs("fc_fc_relu_sig.bias1").pop("weighting_args")
     assert accuracy.METHODS["fc_fc_relu_sig.bias1"]["weighting_args"] == {"output_bias": 1.0}
