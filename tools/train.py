@@ -27,7 +27,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from keras_metacleaner import data  # noqa: E402
 from keras_metacleaner.layers.weighting import DEFAULT_WEIGHTING, WEIGHTINGS  # noqa: E402
-from keras_metacleaner.models import DEFAULT_MEMBER_LOSS_WEIGHT  # noqa: E402
+from keras_metacleaner.models import (  # noqa: E402
+    DEFAULT_MEMBER_LOSS_WEIGHT,
+    DEFAULT_SUBSET_LOSS_WEIGHTS,
+    SUBSET_LOSS_WEIGHTS,
+)
 from keras_metacleaner.models.backbones import BACKBONES  # noqa: E402
 from keras_metacleaner.training import recipe, strategy  # noqa: E402
 
@@ -70,6 +74,13 @@ flags.DEFINE_float(
     DEFAULT_MEMBER_LOSS_WEIGHT,
     "metacleaner only: weight of an alpha-weighted per-image loss added to the hallucinated "
     "one (0 = the paper's method; the default measured best, see docs/results.md).",
+)
+flags.DEFINE_enum(
+    "subset_loss_weights",
+    DEFAULT_SUBSET_LOSS_WEIGHTS or "none",
+    [w or "none" for w in SUBSET_LOSS_WEIGHTS],
+    "metacleaner only: weight of each subset's hallucinated loss: none (the paper), or the "
+    "largest / mean alpha of its members, so subsets that all look mislabelled count less.",
 )
 flags.DEFINE_integer("subset_size", 4, "N: same-label images per subset.")
 flags.DEFINE_integer(
@@ -293,6 +304,9 @@ def build_config() -> recipe.TrainConfig:
         weighting=FLAGS.weighting,
         hidden_units=FLAGS.hidden_units,
         member_loss_weight=FLAGS.member_loss_weight,
+        subset_loss_weights=None
+        if FLAGS.subset_loss_weights == "none"
+        else FLAGS.subset_loss_weights,
         subset_size=FLAGS.subset_size,
         batch_size=FLAGS.batch_size,
         backbone=FLAGS.backbone,

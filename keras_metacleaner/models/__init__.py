@@ -8,11 +8,18 @@ from keras_metacleaner.models.backbones import (
     small_cnn,
     wide_resnet,
 )
-from keras_metacleaner.models.metacleaner_model import DEFAULT_MEMBER_LOSS_WEIGHT, MetaCleanerModel
+from keras_metacleaner.models.metacleaner_model import (
+    DEFAULT_MEMBER_LOSS_WEIGHT,
+    DEFAULT_SUBSET_LOSS_WEIGHTS,
+    SUBSET_LOSS_WEIGHTS,
+    MetaCleanerModel,
+)
 
 __all__ = [
     "BACKBONES",
     "DEFAULT_MEMBER_LOSS_WEIGHT",
+    "DEFAULT_SUBSET_LOSS_WEIGHTS",
+    "SUBSET_LOSS_WEIGHTS",
     "CaffePreprocessing",
     "MetaCleanerModel",
     "get_backbone",

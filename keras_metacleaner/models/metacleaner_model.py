@@ -16,6 +16,8 @@ MODES = ("hallucinate", "loss_reweight")
 #: How the hallucinated loss weighs each subset: equally (None, the paper),
 #: or by the largest or the mean α of its members.
 SUBSET_LOSS_WEIGHTS = (None, "max_alpha", "mean_alpha")
+#: The subset weighting that measured best (docs/results.md).
+DEFAULT_SUBSET_LOSS_WEIGHTS = None
 #: The weight of the α-weighted per-image loss that measured best with the
 #: default weighting (docs/results.md); 0 is the paper's pure hallucination.
 DEFAULT_MEMBER_LOSS_WEIGHT = 1.0
@@ -100,7 +102,7 @@ class MetaCleanerModel(keras.Model):
         seed: int | None = None,
         member_loss_weight: float = DEFAULT_MEMBER_LOSS_WEIGHT,
         normalize_member_weights: bool = False,
-        subset_loss_weights: str | None = None,
+        subset_loss_weights: str | None = DEFAULT_SUBSET_LOSS_WEIGHTS,
         **kwargs,
     ):
         super().__init__(**kwargs)

@@ -24,7 +24,13 @@ from absl import logging
 
 from keras_metacleaner import analysis, data, export
 from keras_metacleaner.layers.weighting import DEFAULT_WEIGHTING
-from keras_metacleaner.models import DEFAULT_MEMBER_LOSS_WEIGHT, MetaCleanerModel, get_backbone
+from keras_metacleaner.models import (
+    DEFAULT_MEMBER_LOSS_WEIGHT,
+    DEFAULT_SUBSET_LOSS_WEIGHTS,
+    SUBSET_LOSS_WEIGHTS,
+    MetaCleanerModel,
+    get_backbone,
+)
 from keras_metacleaner.training import callbacks as kmc_callbacks
 from keras_metacleaner.training import evaluation, schedule
 from keras_metacleaner.training import strategy as kmc_strategy
@@ -59,6 +65,9 @@ class TrainConfig:
         member_loss_weight: `MetaCleanerModel(member_loss_weight=...)`: weight
             of the α-weighted per-image loss added to the hallucinated one
             (0 = the paper's method; the default measured best).
+        subset_loss_weights: `MetaCleanerModel(subset_loss_weights=...)`:
+            None (the paper: every subset's hallucinated loss counts the
+            same), `"max_alpha"` or `"mean_alpha"`.
         subset_size: N, images per subset.
         batch_size: images per step (K·N for the MetaCleaner methods).
         backbone: `"small_cnn"`, `"resnet50"` or `"wide_resnet_28_10"`.
@@ -107,6 +116,7 @@ class TrainConfig:
     weighting: str = DEFAULT_WEIGHTING
     hidden_units: int = 384
     member_loss_weight: float = DEFAULT_MEMBER_LOSS_WEIGHT
+    subset_loss_weights: str | None = DEFAULT_SUBSET_LOSS_WEIGHTS
     subset_size: int = 4
     batch_size: int = 128
     backbone: str = "small_cnn"
@@ -175,6 +185,11 @@ class TrainConfig:
             raise ValueError(f"learning_rate={self.learning_rate} must be > 0.")
         if self.member_loss_weight < 0:
             raise ValueError(f"member_loss_weight={self.member_loss_weight} must be >= 0.")
+        if self.subset_loss_weights not in SUBSET_LOSS_WEIGHTS:
+            raise ValueError(
+                f"subset_loss_weights={self.subset_loss_weights!r}: expected one of "
+                f"{SUBSET_LOSS_WEIGHTS}."
+            )
         if not 0 < self.lr_decay_factor <= 1:
             raise ValueError(f"lr_decay_factor={self.lr_decay_factor} must be in (0, 1].")
         if self.image_size is not None and self.image_size < 8:
@@ -387,6 +402,7 @@ def build_model(config: TrainConfig, num_classes: int, image_shape) -> keras.Mod
         weighting=config.weighting,
         hidden_units=config.hidden_units,
         member_loss_weight=config.member_loss_weight if config.method == "metacleaner" else 0.0,
+        subset_loss_weights=config.subset_loss_weights,
         mode="hallucinate" if config.method == "metacleaner" else "loss_reweight",
         seed=config.seed,
         name=config.method,

@@ -42,6 +42,7 @@ def _base(toy_npz, model_dir):
         (["--backbone=vgg16"], "--backbone=vgg16"),
         (["--strategy=tpu"], "--strategy=tpu"),
         (["--weighting=softmax"], "--weighting=softmax"),
+        (["--subset_loss_weights=min"], "--subset_loss_weights=min"),
         (["--backbone_weights=imagenet"], "only --backbone=resnet50 has pretrained weights"),
         (
             ["--backbone=resnet50", "--backbone_weights=/no/weights.h5"],
@@ -176,7 +177,9 @@ PAPER = {
 # The paper's recipes reproduce the paper's method: its weighting, no per-image loss.
 for _name in PAPER:
     if _name != "fashion_mnist":
-        PAPER[_name].update(weighting="fc_fc_relu_sig", member_loss_weight=0.0)
+        PAPER[_name].update(
+            weighting="fc_fc_relu_sig", member_loss_weight=0.0, subset_loss_weights=None
+        )
 
 
 @pytest.mark.parametrize("recipe_name", sorted(PAPER))

@@ -172,11 +172,19 @@ def test_finetune_on_another_dataset_checks_classes(toy_npz, tmp_path):
         ({"method": "coteaching"}, "method='coteaching'"),
         ({"strategy": "tpu"}, "strategy='tpu'"),
         ({"epochs": 0}, "epochs \\+ finetune_epochs must be >= 1"),
+        ({"subset_loss_weights": "min"}, "subset_loss_weights='min': expected one of"),
     ],
 )
 def test_config_validation(toy_npz, tmp_path, overrides, match):
     with pytest.raises(ValueError, match=match):
         _config(toy_npz, tmp_path, **overrides).validate()
+
+
+@pytest.mark.parametrize("weights", [None, "max_alpha"])
+def test_build_model_passes_the_subset_loss_weights(toy_npz, tmp_path, weights):
+    config = _config(toy_npz, tmp_path, subset_loss_weights=weights)
+    model = recipe.build_model(config, 3, (8, 8, 1))
+    assert model.subset_loss_weights == weights
 
 
 def test_replicas_must_divide_the_subsets(toy_npz, tmp_path):
