@@ -81,7 +81,11 @@ def _partition_by_class(
         subsets.append(members.reshape(-1, subset_size))
     if not subsets:
         return np.zeros((0, subset_size), np.int64)
-    return np.concatenate(subsets)
+    subsets = np.concatenate(subsets)
+    # Classes mixed across forward passes, as in training batches: a weighting
+    # that reads batch statistics (label_posterior's clean share) sees the same
+    # kind of batch it was trained on, not one class at a time.
+    return subsets[rng.permutation(len(subsets))]
 
 
 def auroc(scores: np.ndarray, is_correct: np.ndarray) -> float:

@@ -49,3 +49,15 @@ def test_alpha_scores_bad_input():
         alpha_scores(model, np.zeros((3, 8, 8, 1)), np.zeros(2, "int32"))
     with pytest.raises(ValueError, match="`draws` must be >= 1"):
         alpha_scores(model, np.zeros((2, 8, 8, 1)), np.zeros(2, "int32"), draws=0)
+
+
+def test_partitions_mix_classes_across_forward_passes():
+    from keras_metacleaner.analysis.label_issues import _partition_by_class
+
+    labels = np.repeat(np.arange(4), 40)
+    subsets = _partition_by_class(labels, 4, np.random.default_rng(0))
+    assert sorted(subsets.ravel().tolist()) == list(range(160))  # each example once
+    subset_labels = labels[subsets]
+    assert np.all(subset_labels == subset_labels[:, :1])  # one class per subset
+    # Not class after class: the first 10 subsets (one batch) hold several classes.
+    assert len(np.unique(subset_labels[:10, 0])) > 1
