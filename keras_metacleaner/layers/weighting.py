@@ -378,6 +378,18 @@ class LabelConfidenceWeighting(Weighting):
         }
 
 
+def _global_mean(values):
+    """Mean of `values` over the global batch: across replicas under a strategy."""
+    import tensorflow as tf
+
+    total, count = ops.sum(values), ops.cast(ops.size(values), values.dtype)
+    context = tf.distribute.get_replica_context()
+    if context is not None and context.num_replicas_in_sync > 1:
+        # One estimate for all replicas, so N replicas train like one device.
+        total, count = context.all_reduce(tf.distribute.ReduceOp.SUM, [total, count])
+    return total / count
+
+
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class LabelPosteriorWeighting(Weighting):
     """α_i = floor + (1 - floor)·P(label is right | v_i), no gradient.
@@ -457,7 +469,7 @@ class LabelPosteriorWeighting(Weighting):
             agrees = ops.argmax(log_probs, axis=-1) == ops.reshape(
                 ops.cast(labels, "int32"), (-1, 1)
             )
-            prior = ops.clip(ops.mean(ops.cast(agrees, "float32")), *self.prior_range)
+            prior = ops.clip(_global_mean(ops.cast(agrees, "float32")), *self.prior_range)
         else:
             prior = ops.convert_to_tensor(self.clean_prior, "float32")
         # log q - log(1 - q), finite at q = 1 (the top class), where α -> 1.

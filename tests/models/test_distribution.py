@@ -18,6 +18,8 @@ import pytest
 import tensorflow as tf
 from test_case import random_subsets, tiny_model, two_replica_strategy
 
+import keras_metacleaner as kmc
+
 K, N, C = 4, 3, 3
 
 
@@ -36,6 +38,8 @@ def _one_step(model, weights, x, y):
         ("attention_sig", "loss_reweight", True, {}),
         # The auxiliary per-member loss must be scaled like the main one.
         ("label_confidence", "hallucinate", True, {"member_loss_weight": 0.5}),
+        # label_posterior's clean share is one estimate over the global batch.
+        ("label_posterior", "hallucinate", True, {"subset_loss_weights": "max_alpha"}),
     ],
 )
 def test_two_replicas_match_one_device(name, mode, shuffle, extra):
@@ -60,6 +64,24 @@ def test_two_replicas_match_one_device(name, mode, shuffle, extra):
     assert mirrored_logs["loss"] == pytest.approx(single_logs["loss"], rel=1e-5)
     for key in ("alpha_mean", "alpha_floor"):
         assert mirrored_logs[key] == pytest.approx(single_logs[key], rel=1e-5, abs=1e-6)
+
+
+def test_label_posterior_estimates_one_clean_share_for_all_replicas():
+    strategy = two_replica_strategy()
+    layer = kmc.layers.LabelPosteriorWeighting(subset_size=2, floor=0.0)
+    # Replica 0: both members in their label's class; replica 1: neither.
+    probs = {0: [[[0.7, 0.2, 0.1], [0.6, 0.3, 0.1]]], 1: [[[0.2, 0.7, 0.1], [0.1, 0.6, 0.3]]]}
+    log_probs = strategy.experimental_distribute_values_from_function(
+        lambda context: tf.math.log(tf.constant(probs[context.replica_id_in_sync_group]))
+    )
+    labels = tf.constant([0], tf.int32)
+    per_replica = strategy.run(lambda lp: layer.class_scores(lp, labels), args=(log_probs,))
+    scores = [t.numpy() for t in strategy.experimental_local_results(per_replica)]
+    # One device on the whole batch: π = 2/4.
+    expected = layer.class_scores(
+        tf.math.log(tf.constant(probs[0] + probs[1])), tf.constant([0, 0], tf.int32)
+    ).numpy()
+    np.testing.assert_allclose(np.concatenate(scores), expected, rtol=1e-5)
 
 
 def test_the_batch_is_split_between_subsets_not_inside_them():
