@@ -68,13 +68,13 @@ METHODS = {
     ),
 }
 
-# label_<confidence|posterior>[_rel][_g<gamma>][_m<flip classes>][_f<floor>]
+# label_<confidence|posterior>[_rel][_g<gamma>][_m<flip classes>][_p<min clean prior>][_f<floor>]
 # [+[raw]member[<weight>]][+subset<max|mean>]:
 # the label-scoring weightings' options spelled in the name ("+member" alone is weight
 # 1.0; "raw": member losses weighted by α itself, not N·α/Σα; "+subsetmean":
 # each subset's hallucinated loss weighted by its mean α).
 LABEL_CONFIDENCE_NAME = re.compile(
-    r"label_(?P<kind>confidence|posterior)(?P<relative>_rel)?(?:_g(?P<gamma>[\d.]+))?(?:_m(?P<flip>\d+))?(?:_f(?P<floor>[\d.]+))?"
+    r"label_(?P<kind>confidence|posterior)(?P<relative>_rel)?(?:_g(?P<gamma>[\d.]+))?(?:_m(?P<flip>\d+))?(?:_p(?P<min_prior>[\d.]+))?(?:_f(?P<floor>[\d.]+))?"
     r"(?:\+(?P<raw>raw)?member(?P<member>[\d.]+)?(?P<has_member>))?"
     r"(?:\+subset(?P<subset>max|mean))?"
 )
@@ -101,11 +101,13 @@ def method_kwargs(name: str) -> dict | None:
         if match["kind"] == "posterior":
             raise KeyError(f"{name}: label_posterior has no gamma")
         args["gamma"] = float(match["gamma"])
-    if match["flip"] and match["kind"] != "posterior":
-        raise KeyError(f"{name}: only label_posterior has flip classes (_m)")
+    if (match["flip"] or match["min_prior"]) and match["kind"] != "posterior":
+        raise KeyError(f"{name}: only label_posterior has flip classes (_m) and _p")
     if match["kind"] == "posterior":
         # No _m: wrong labels spread over every other class (C - 1).
         args["flip_classes"] = int(match["flip"]) if match["flip"] else None
+        # No _p: the clean share's estimate bounded below by 0.01.
+        args["min_clean_prior"] = float(match["min_prior"]) if match["min_prior"] else 0.01
     if match["floor"]:
         args["floor"] = float(match["floor"])
     kwargs = dict(weighting=f"label_{match['kind']}", weighting_args=args)
@@ -117,14 +119,17 @@ def method_kwargs(name: str) -> dict | None:
     return kwargs
 
 
-#: The library's defaults (label_confidence relative to the top class, member
-#: loss weighted by α itself, weight 1.0), by their benchmark name.
-DEFAULT_METHOD = "label_confidence_rel+rawmember"
+#: The library's defaults (label_posterior relative to the top class with one
+#: flip class, member loss weighted by α itself, weight 1.0, each subset's
+#: hallucinated loss weighted by its largest α), by their benchmark name.
+DEFAULT_METHOD = "label_posterior_rel_m1_p0.5+rawmember+subsetmax"
+#: The previous default (before label_posterior and subset weights).
+LABEL_CONFIDENCE_METHOD = "label_confidence_rel+rawmember"
 
 SUITES = {
     # (methods, noise settings, subset sizes)
     "main": (
-        ["baseline", "constant", "fc_fc_relu_sig", DEFAULT_METHOD],
+        ["baseline", "constant", "fc_fc_relu_sig", LABEL_CONFIDENCE_METHOD, DEFAULT_METHOD],
         [("symmetric", r) for r in (0.0, 0.2, 0.4, 0.6, 0.8)] + [("pairflip", 0.45)],
         [4],
     ),
@@ -138,6 +143,8 @@ SUITES = {
             "fc_relu_fc_relu_sig",
             "agreement",
             "label_confidence",
+            "label_posterior_rel_m1_p0.5",
+            LABEL_CONFIDENCE_METHOD,
             DEFAULT_METHOD,
             "loss_reweight:fc_fc_relu_sig",
             "loss_reweight:label_confidence",

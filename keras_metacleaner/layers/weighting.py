@@ -2,7 +2,7 @@
 
 Every weighting maps subset features `[K, N, D]` to confidences `α: [K, N]`
 inside a documented range `[alpha_min, alpha_max]`. The six variants of the
-paper's Table 2 are here by name, plus two that do not collapse (see
+paper's Table 2 are here by name, plus three that do not collapse (see
 `docs/results.md` for why the paper's default goes dead with Keras defaults).
 """
 
@@ -396,19 +396,20 @@ class LabelPosteriorWeighting(Weighting):
 
     Reads the classifier like `LabelConfidenceWeighting`, but turns its
     confidence into the posterior probability that the subset's label is the
-    member's true class, under symmetric noise whose clean share π is
-    estimated from the batch (the share of members the classifier puts in
-    their label's class):
+    member's true class, under label noise whose clean share π is estimated
+    from the batch (the share of members the classifier puts in their label's
+    class):
 
         odds_i = π / (1 - π) · m · q_i / (1 - q_i),  α_i ∝ odds_i / (1 + odds_i)
 
     with `q_i = p(y | v_i) / max_c p(c | v_i)` (or `p(y | v_i)`) and `m`
-    the number of classes a wrong label is spread over (C - 1 for
-    symmetric noise; 1, pair flips, is the most cautious). On clean
-    data π → 1 and every member, hard ones included, keeps α ≈ 1 (plain
-    training); with more noise π drops and only members the classifier
-    confidently puts elsewhere are turned down. Early in training π ≈ 1/C and
-    α ≈ q, the label-confidence weighting.
+    the number of classes a wrong label is spread over (C - 1 for symmetric
+    noise; 1, pair flips, the default, is the most cautious and measured
+    best, docs/results.md). On clean data π → 1 and every member, hard ones
+    included, keeps α ≈ 1: plain training, where `LabelConfidenceWeighting`
+    turns hard correct images down like wrong ones. With more noise π drops
+    to its lower bound; with m = 1 and π = 0.5, α = q, `LabelConfidenceWeighting`'s
+    α, which the default bound makes the harshest this weighting gets.
 
     Needs `class_scores` (the posterior log-odds, `[K, N]`, from
     `class_scores()`), which `MetaCleanerModel` computes; without them it
@@ -421,8 +422,13 @@ class LabelPosteriorWeighting(Weighting):
         relative: bool. Read q relative to the top class (default) or
             p(y | v_i) alone.
         clean_prior: float in (0, 1) or None. π; None (default) estimates it
-            from each batch, clipped to [0.01, 0.99].
-        flip_classes: int >= 1 or None. m; None (default) is C - 1.
+            from each (global) batch, clipped to [min_clean_prior, 0.99].
+        min_clean_prior: float in (0, 0.99]. The lowest estimate of π.
+            Lower bounds turn members down harder once the classifier
+            disagrees with most labels, which at 80% noise let it lock onto
+            one class for 14 epochs (0.01; docs/results.md); 0.5 (default)
+            stops at `LabelConfidenceWeighting`'s α.
+        flip_classes: int >= 1 or None. m (default 1); None is C - 1.
 
     Example:
 
@@ -434,8 +440,8 @@ class LabelPosteriorWeighting(Weighting):
     """
 
     uses_class_scores = True
-    #: The bounds of the estimated clean share: never fully trust nor distrust.
-    prior_range = (0.01, 0.99)
+    #: The highest estimate of the clean share: never trust every label fully.
+    max_clean_prior = 0.99
 
     def __init__(
         self,
@@ -444,7 +450,8 @@ class LabelPosteriorWeighting(Weighting):
         floor: float = 0.05,
         relative: bool = True,
         clean_prior: float | None = None,
-        flip_classes: int | None = None,
+        flip_classes: int | None = 1,
+        min_clean_prior: float = 0.5,
         **kwargs,
     ):
         super().__init__(subset_size, hidden_units, **kwargs)
@@ -452,12 +459,17 @@ class LabelPosteriorWeighting(Weighting):
             raise ValueError(f"`floor` must be in [0, 1), got {floor}.")
         if clean_prior is not None and not 0.0 < clean_prior < 1.0:
             raise ValueError(f"`clean_prior` must be in (0, 1) or None, got {clean_prior}.")
+        if not 0.0 < min_clean_prior <= self.max_clean_prior:
+            raise ValueError(
+                f"`min_clean_prior` must be in (0, {self.max_clean_prior}], got {min_clean_prior}."
+            )
         if flip_classes is not None and (int(flip_classes) != flip_classes or flip_classes < 1):
             raise ValueError(f"`flip_classes` must be an integer >= 1 or None, got {flip_classes}.")
         self.flip_classes = None if flip_classes is None else int(flip_classes)
         self.floor = float(floor)
         self.relative = bool(relative)
         self.clean_prior = None if clean_prior is None else float(clean_prior)
+        self.min_clean_prior = float(min_clean_prior)
         self.alpha_min = self.floor
 
     def class_scores(self, log_probs, labels):
@@ -469,7 +481,11 @@ class LabelPosteriorWeighting(Weighting):
             agrees = ops.argmax(log_probs, axis=-1) == ops.reshape(
                 ops.cast(labels, "int32"), (-1, 1)
             )
-            prior = ops.clip(_global_mean(ops.cast(agrees, "float32")), *self.prior_range)
+            prior = ops.clip(
+                _global_mean(ops.cast(agrees, "float32")),
+                self.min_clean_prior,
+                self.max_clean_prior,
+            )
         else:
             prior = ops.convert_to_tensor(self.clean_prior, "float32")
         # log q - log(1 - q), finite at q = 1 (the top class), where α -> 1.
@@ -494,6 +510,7 @@ class LabelPosteriorWeighting(Weighting):
             "relative": self.relative,
             "clean_prior": self.clean_prior,
             "flip_classes": self.flip_classes,
+            "min_clean_prior": self.min_clean_prior,
         }
 
 
@@ -513,7 +530,7 @@ WEIGHTINGS = {
 #: The paper's Noisy Weighting (section 4, Table 2).
 PAPER_WEIGHTING = "fc_fc_relu_sig"
 #: The library's default: the weighting that measured best (docs/results.md).
-DEFAULT_WEIGHTING = "label_confidence"
+DEFAULT_WEIGHTING = "label_posterior"
 
 
 def get_weighting(name: str | Weighting, subset_size: int, hidden_units: int = 384) -> Weighting:

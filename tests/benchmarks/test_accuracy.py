@@ -81,16 +81,18 @@ def test_method_names_spell_out_every_option():
         "member_loss_weight": 1.0,
         "normalize_member_weights": True,
     }
-    assert accuracy.method_kwargs("label_posterior_rel_m1+rawmember+subsetmax") == {
+    assert accuracy.method_kwargs("label_posterior_rel_m1_p0.5+rawmember+subsetmax") == {
         "weighting": "label_posterior",
-        "weighting_args": {"relative": True, "flip_classes": 1},
+        "weighting_args": {"relative": True, "flip_classes": 1, "min_clean_prior": 0.5},
         "member_loss_weight": 1.0,
         "normalize_member_weights": False,
         "subset_loss_weights": "max_alpha",
     }
-    # Without _m, wrong labels spread over every other class, whatever the default.
-    assert accuracy.method_kwargs("label_posterior")["weighting_args"]["flip_classes"] is None
-    for bad in ("label_confidence_x", "label_confidence_m1", "label_posterior_g2"):
+    # Without _m / _p: wrong labels spread over every other class, π >= 0.01,
+    # whatever the defaults.
+    old = accuracy.method_kwargs("label_posterior")["weighting_args"]
+    assert old["flip_classes"] is None and old["min_clean_prior"] == 0.01
+    for bad in ("label_confidence_x", "label_confidence_m1", "label_confidence_p0.5"):
         with pytest.raises(KeyError):
             accuracy.method_kwargs(bad)
     # Callers consume the dict (run_one pops weighting_args): METHODS must not change.

@@ -53,7 +53,7 @@ def test_the_issue_names_every_table_2_variant():
     }
     assert table_2 <= set(WEIGHTINGS)
     assert PAPER_WEIGHTING == "fc_fc_relu_sig"
-    assert DEFAULT_WEIGHTING == "label_confidence"
+    assert DEFAULT_WEIGHTING == "label_posterior"
 
 
 @pytest.mark.parametrize("name", ALL_WEIGHTINGS)
@@ -213,7 +213,7 @@ def test_label_posterior_is_the_clean_label_posterior_with_the_batch_prior():
         )
     ).astype("float32")
     labels = np.array([0, 2], "int32")
-    layer = LabelPosteriorWeighting(subset_size=3, floor=0.1)
+    layer = LabelPosteriorWeighting(subset_size=3, floor=0.1, flip_classes=None)
     alpha = ops.convert_to_numpy(
         layer(np.zeros((2, 3, 4), "float32"), layer.class_scores(log_probs, labels))
     )
@@ -223,7 +223,7 @@ def test_label_posterior_is_the_clean_label_posterior_with_the_batch_prior():
     np.testing.assert_allclose(alpha, expected, rtol=1e-4)
 
     # A higher clean share trusts the same doubtful members more.
-    trusting = LabelPosteriorWeighting(subset_size=3, floor=0.1, clean_prior=0.9)
+    trusting = LabelPosteriorWeighting(subset_size=3, floor=0.1, clean_prior=0.9, flip_classes=None)
     more = ops.convert_to_numpy(
         trusting(np.zeros((2, 3, 4), "float32"), trusting.class_scores(log_probs, labels))
     )
@@ -237,21 +237,47 @@ def test_label_posterior_on_a_confident_batch_keeps_hard_members():
     probs[0, :, 0] = 0.91
     probs[0, 0] = [0.04] + [0.8] + [0.02] * 8
     labels = np.array([0], "int32")
-    posterior = LabelPosteriorWeighting(subset_size=100, floor=0.0)
+    posterior = LabelPosteriorWeighting(subset_size=100, floor=0.0)  # one flip class
     alpha = ops.convert_to_numpy(
         posterior(np.zeros((1, 100, 2), "float32"), posterior.class_scores(np.log(probs), labels))
     )
-    np.testing.assert_allclose(alpha[0, 0], _posterior(0.05, 0.99, 10), rtol=1e-4)
+    np.testing.assert_allclose(alpha[0, 0], _posterior(0.05, 0.99, 2), rtol=1e-4)
     assert alpha[0, 0] > 0.8 and np.all(alpha[0, 1:] > 0.999)
+
+
+def test_label_posterior_at_its_lowest_clean_share_is_label_confidence():
+    # No member in its label's class: π is clipped to min_clean_prior = 0.5,
+    # where one flip class makes the posterior q itself.
+    log_probs = np.log(np.array([[[0.2, 0.7, 0.1], [0.3, 0.6, 0.1]]], "float32"))
+    labels = np.array([0], "int32")
+    features = np.zeros((1, 2, 4), "float32")
+    posterior = LabelPosteriorWeighting(subset_size=2)
+    confidence = LabelConfidenceWeighting(subset_size=2)
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(posterior(features, posterior.class_scores(log_probs, labels))),
+        ops.convert_to_numpy(confidence(features, confidence.class_scores(log_probs, labels))),
+        rtol=1e-5,
+    )
+    # A lower bound turns the same members down harder.
+    harsher = LabelPosteriorWeighting(subset_size=2, min_clean_prior=0.1)
+    alpha = ops.convert_to_numpy(harsher(features, harsher.class_scores(log_probs, labels)))
+    np.testing.assert_allclose(
+        alpha[0], 0.05 + 0.95 * _posterior(np.array([2 / 7, 0.5]), 0.1, 2), rtol=1e-4
+    )
 
 
 def test_label_posterior_options_survive_serialization():
     layer = LabelPosteriorWeighting(
-        subset_size=N, floor=0.2, relative=False, clean_prior=0.7, flip_classes=1
+        subset_size=N,
+        floor=0.2,
+        relative=False,
+        clean_prior=0.7,
+        flip_classes=None,
+        min_clean_prior=0.3,
     )
     restored = LabelPosteriorWeighting.from_config(layer.get_config())
     assert (restored.floor, restored.relative, restored.clean_prior) == (0.2, False, 0.7)
-    assert restored.flip_classes == 1
+    assert (restored.flip_classes, restored.min_clean_prior) == (None, 0.3)
 
 
 def test_label_posterior_flip_classes_sets_the_odds_of_a_wrong_label():
@@ -388,6 +414,7 @@ def test_unknown_name_lists_the_valid_ones():
         (lambda: LabelPosteriorWeighting(N, clean_prior=1.0), "clean_prior.*1.0"),
         (lambda: LabelPosteriorWeighting(N, floor=1.0), "floor.*1.0"),
         (lambda: LabelPosteriorWeighting(N, flip_classes=0), "flip_classes.*0"),
+        (lambda: LabelPosteriorWeighting(N, min_clean_prior=1.0), "min_clean_prior.*1.0"),
         (lambda: DenseWeighting(N, H, negative_slope=-0.1), "negative_slope.*-0.1"),
         (lambda: DenseWeighting(N, H, temperature=0.0), "temperature.*0.0"),
     ],

@@ -324,7 +324,7 @@ def test_default_weighting_stays_alive_on_noisy_fashion_mnist():
     """
     images, clean_labels = fashion_mnist_train(400, seed=0)
     noisy = symmetric_noise(clean_labels, 0.4, num_classes=10, seed=0)
-    assert kmc.layers.DEFAULT_WEIGHTING == "label_confidence"
+    assert kmc.layers.DEFAULT_WEIGHTING == "label_posterior"
     model = kmc.MetaCleanerModel(
         kmc.models.small_cnn((28, 28, 1)), num_classes=10, subset_size=4, seed=0
     )
