@@ -72,11 +72,12 @@ METHODS = {
 # [+[raw]member[<weight>]][+subset<max|mean>]:
 # the label-scoring weightings' options spelled in the name ("+member" alone is weight
 # 1.0; "raw": member losses weighted by α itself, not N·α/Σα; "+subsetmean":
-# each subset's hallucinated loss weighted by its mean α).
+# each subset's hallucinated loss weighted by its mean α; "+subsetmaxn": by its
+# largest α over the batch's mean of those).
 LABEL_CONFIDENCE_NAME = re.compile(
     r"label_(?P<kind>confidence|posterior)(?P<relative>_rel)?(?:_g(?P<gamma>[\d.]+))?(?:_m(?P<flip>\d+))?(?:_p(?P<min_prior>[\d.]+))?(?:_f(?P<floor>[\d.]+))?"
     r"(?:\+(?P<raw>raw)?member(?P<member>[\d.]+)?(?P<has_member>))?"
-    r"(?:\+subset(?P<subset>max|mean))?"
+    r"(?:\+subset(?P<subset>max|mean)(?P<subset_norm>n)?)?"
 )
 
 
@@ -116,6 +117,7 @@ def method_kwargs(name: str) -> dict | None:
         kwargs["normalize_member_weights"] = not match["raw"]
     if match["subset"]:
         kwargs["subset_loss_weights"] = f"{match['subset']}_alpha"
+        kwargs["normalize_subset_weights"] = bool(match["subset_norm"])
     return kwargs
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from keras_metacleaner.layers.global_batch import global_mean
+
 PACKAGE = "keras_metacleaner"
 
 
@@ -378,18 +380,6 @@ class LabelConfidenceWeighting(Weighting):
         }
 
 
-def _global_mean(values):
-    """Mean of `values` over the global batch: across replicas under a strategy."""
-    import tensorflow as tf
-
-    total, count = ops.sum(values), ops.cast(ops.size(values), values.dtype)
-    context = tf.distribute.get_replica_context()
-    if context is not None and context.num_replicas_in_sync > 1:
-        # One estimate for all replicas, so N replicas train like one device.
-        total, count = context.all_reduce(tf.distribute.ReduceOp.SUM, [total, count])
-    return total / count
-
-
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class LabelPosteriorWeighting(Weighting):
     """α_i = floor + (1 - floor)·P(label is right | v_i), no gradient.
@@ -482,7 +472,7 @@ class LabelPosteriorWeighting(Weighting):
                 ops.cast(labels, "int32"), (-1, 1)
             )
             prior = ops.clip(
-                _global_mean(ops.cast(agrees, "float32")),
+                global_mean(ops.cast(agrees, "float32")),
                 self.min_clean_prior,
                 self.max_clean_prior,
             )

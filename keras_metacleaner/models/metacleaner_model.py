@@ -9,6 +9,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers, ops
 
+from keras_metacleaner.layers.global_batch import global_mean
 from keras_metacleaner.layers.metacleaner import MetaCleaner
 from keras_metacleaner.layers.weighting import DEFAULT_WEIGHTING, PACKAGE, Weighting
 
@@ -77,6 +78,9 @@ class MetaCleanerModel(keras.Model):
             that every member of a subset looks mislabelled; this weight does
             not. With the default weighting it keeps the final epoch within
             a point of the best at 60% noise (docs/results.md).
+        normalize_subset_weights: bool. Divide the subset weights by their
+            mean over the (global) batch, so they move weight between subsets
+            without shrinking the hallucinated loss as a whole.
         **kwargs: passed to `keras.Model`.
 
     Returns:
@@ -105,6 +109,7 @@ class MetaCleanerModel(keras.Model):
         member_loss_weight: float = DEFAULT_MEMBER_LOSS_WEIGHT,
         normalize_member_weights: bool = False,
         subset_loss_weights: str | None = DEFAULT_SUBSET_LOSS_WEIGHTS,
+        normalize_subset_weights: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -139,6 +144,7 @@ class MetaCleanerModel(keras.Model):
         self.member_loss_weight = float(member_loss_weight)
         self.normalize_member_weights = bool(normalize_member_weights)
         self.subset_loss_weights = subset_loss_weights
+        self.normalize_subset_weights = bool(normalize_subset_weights)
         self._member_loss_fn = keras.losses.SparseCategoricalCrossentropy()
         self.seed_generator = keras.random.SeedGenerator(seed, name="subset_shuffle")
         self.alpha_mean = keras.metrics.Mean(name="alpha_mean")
@@ -309,6 +315,9 @@ class MetaCleanerModel(keras.Model):
         alpha = ops.stop_gradient(ops.cast(alpha, "float32"))
         reduce = ops.max if self.subset_loss_weights == "max_alpha" else ops.mean
         weights = reduce(alpha, axis=1)
+        if self.normalize_subset_weights:
+            # Redistribute between subsets without shrinking the loss as a whole.
+            weights = weights / ops.maximum(global_mean(weights), 1e-12)
         if sample_weight is not None:
             weights = weights * ops.reshape(ops.cast(sample_weight, "float32"), (-1,))
         return weights
@@ -449,6 +458,7 @@ class MetaCleanerModel(keras.Model):
             "member_loss_weight": self.member_loss_weight,
             "normalize_member_weights": self.normalize_member_weights,
             "subset_loss_weights": self.subset_loss_weights,
+            "normalize_subset_weights": self.normalize_subset_weights,
         }
 
     @classmethod

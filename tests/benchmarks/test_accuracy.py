@@ -87,7 +87,11 @@ def test_method_names_spell_out_every_option():
         "member_loss_weight": 1.0,
         "normalize_member_weights": False,
         "subset_loss_weights": "max_alpha",
+        "normalize_subset_weights": False,
     }
+    assert accuracy.method_kwargs("label_confidence+rawmember+subsetmeann")[
+        "normalize_subset_weights"
+    ]
     # Without _m / _p: wrong labels spread over every other class, π >= 0.01,
     # whatever the defaults.
     old = accuracy.method_kwargs("label_posterior")["weighting_args"]

@@ -191,6 +191,15 @@ def test_subset_loss_weights_scale_each_subset_by_its_alpha(reduce, expected):
     np.testing.assert_allclose(keras.ops.convert_to_numpy(weights), expected, rtol=1e-6)
 
 
+def test_normalized_subset_weights_average_one_over_the_batch():
+    model = tiny_model(
+        "label_confidence", seed=0, subset_loss_weights="max_alpha", normalize_subset_weights=True
+    )
+    alpha = np.array([[0.05, 0.05, 0.05], [1.0, 0.45, 0.05], [0.5, 0.2, 0.1]], "float32")
+    weights = keras.ops.convert_to_numpy(model._subset_weights(alpha, None))
+    np.testing.assert_allclose(weights, np.array([0.05, 1.0, 0.5]) / (1.55 / 3), rtol=1e-6)
+
+
 def test_subset_loss_weights_enter_the_training_loss():
     x, y = random_subsets(K, N, num_classes=C, seed=6)
     model = tiny_model(
@@ -521,6 +530,7 @@ def test_get_config_round_trip():
         shuffle_subsets=False,
         seed=3,
         subset_loss_weights="max_alpha",
+        normalize_subset_weights=True,
     )
     config = model.get_config()
     pristine = copy.deepcopy(config)
@@ -528,4 +538,4 @@ def test_get_config_round_trip():
     assert config == pristine, "from_config must not consume the caller's config"
     assert clone.get_config() == config
     assert clone.mode == "loss_reweight" and clone.weighting.gate == "exp"
-    assert clone.subset_loss_weights == "max_alpha"
+    assert clone.subset_loss_weights == "max_alpha" and clone.normalize_subset_weights
