@@ -529,8 +529,8 @@ def get_weighting(name: str | Weighting, subset_size: int, hidden_units: int = 3
     Args:
         name: one of `WEIGHTINGS` (`"constant"`, `"attention_sig"`,
             `"attention_exp"`, `"fc_fc_sig"`, `"fc_fc_relu_sig"`,
-            `"fc_relu_fc_relu_sig"`, `"agreement"`, `"label_confidence"`), or
-            a `Weighting` instance, returned as is.
+            `"fc_relu_fc_relu_sig"`, `"agreement"`, `"label_confidence"`,
+            `"label_posterior"`), or a `Weighting` instance, returned as is.
         subset_size: int. N.
         hidden_units: int. Hidden width where the weighting has one.
 
