@@ -62,6 +62,12 @@ METHODS = {
             },
         }.items()
     },
+    # The paper's weighting held at the plain mean for the first epochs
+    # (kmc.layers.WarmupWeighting + kmc.training.WeightingWarmup).
+    **{
+        f"fc_fc_relu_sig.warmup{epochs}": dict(weighting="fc_fc_relu_sig", warmup_epochs=epochs)
+        for epochs in (5, 10)
+    },
     "loss_reweight:fc_fc_relu_sig": dict(weighting="fc_fc_relu_sig", mode="loss_reweight"),
     "loss_reweight:label_confidence": dict(
         weighting="label_confidence", weighting_args={"relative": False}, mode="loss_reweight"
@@ -210,6 +216,7 @@ def run_one(config: dict) -> dict:
         )
     backbone = kmc.models.small_cnn(info.image_shape)
     method = method_kwargs(config["method"])
+    callbacks = []
     train = tf.data.Dataset.from_tensor_slices((x.astype("float32"), y_noisy))
     if method is None:
         model = kmc.training.plain_classifier(backbone, info.num_classes)
@@ -223,6 +230,10 @@ def run_one(config: dict) -> dict:
             weighting = kmc.layers.get_weighting(method["weighting"], n_subset)
             config_ = {**weighting.get_config(), **method.pop("weighting_args")}
             method["weighting"] = type(weighting).from_config(config_)
+        if "warmup_epochs" in method:
+            warmup_epochs = method.pop("warmup_epochs")
+            method["weighting"] = kmc.layers.WarmupWeighting(method["weighting"], n_subset)
+            callbacks.append(kmc.training.WeightingWarmup(warmup_epochs))
         model = kmc.MetaCleanerModel(backbone, info.num_classes, n_subset, seed=seed, **method)
         data = kmc.data.group_by_class(
             train, n_subset, k, seed=seed, num_classes=info.num_classes, in_memory=True
@@ -240,6 +251,7 @@ def run_one(config: dict) -> dict:
         validation_data=(x_test.astype("float32"), y_test),
         validation_batch_size=1000,
         verbose=0,
+        callbacks=callbacks,
     ).history
     seconds = time.time() - start
     classifier = model if method is None else model.inference_model()

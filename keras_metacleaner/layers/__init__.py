@@ -11,6 +11,7 @@ from keras_metacleaner.layers.weighting import (
     DenseWeighting,
     LabelConfidenceWeighting,
     LabelPosteriorWeighting,
+    WarmupWeighting,
     Weighting,
     get_weighting,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "LabelConfidenceWeighting",
     "LabelPosteriorWeighting",
     "MetaCleaner",
+    "WarmupWeighting",
     "Weighting",
     "get_weighting",
 ]

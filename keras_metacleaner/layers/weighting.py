@@ -504,6 +504,58 @@ class LabelPosteriorWeighting(Weighting):
         }
 
 
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class WarmupWeighting(Weighting):
+    """Another weighting, held at α = 1 (the plain mean) until switched on.
+
+    α = 1 + on·(α_inner - 1) with `on` a non-trainable 0/1 variable: while it
+    is 0 the subset mean is the plain mean and the inner weighting gets no
+    gradient; `keras_metacleaner.training.WeightingWarmup` sets it to 1 after
+    a number of epochs, so a learned weighting starts on a trained backbone
+    instead of a random one (one of the remedies tried on the paper's
+    weighting, docs/results.md).
+
+    Args:
+        weighting: the `Weighting` to warm up (a name is resolved with
+            `get_weighting(weighting, subset_size, hidden_units)`).
+        subset_size: int. N.
+        hidden_units: int. Passed on when `weighting` is a name.
+
+    Example:
+
+    >>> w = WarmupWeighting("fc_fc_relu_sig", subset_size=2, hidden_units=4)
+    >>> [float(a) for a in w(keras.ops.ones((1, 2, 3)))[0]]
+    [1.0, 1.0]
+    """
+
+    def __init__(self, weighting, subset_size: int, hidden_units: int = 384, **kwargs):
+        super().__init__(subset_size, hidden_units, **kwargs)
+        if isinstance(weighting, dict):
+            weighting = keras.saving.deserialize_keras_object(weighting)
+        self.weighting = get_weighting(weighting, subset_size, hidden_units)
+        self.uses_class_scores = self.weighting.uses_class_scores
+        self.alpha_min = min(float(self.weighting.alpha_min), 1.0)
+        self.alpha_max = max(float(self.weighting.alpha_max), 1.0)
+
+    def build(self, input_shape):
+        if not self.weighting.built:
+            self.weighting.build(input_shape)
+        self.on = self.add_weight(shape=(), initializer="zeros", trainable=False, name="on")
+
+    def class_scores(self, log_probs, labels):
+        return self.weighting.class_scores(log_probs, labels)
+
+    def call(self, features, class_scores=None):
+        alpha = self.weighting(features, class_scores)
+        return 1.0 + ops.cast(self.on, alpha.dtype) * (alpha - 1.0)
+
+    def get_config(self) -> dict:
+        return {
+            **super().get_config(),
+            "weighting": keras.saving.serialize_keras_object(self.weighting),
+        }
+
+
 #: Names accepted by `get_weighting` and the `weighting=` arguments.
 WEIGHTINGS = {
     "constant": lambda n, h: ConstantWeighting(n, h),

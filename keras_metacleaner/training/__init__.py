@@ -5,6 +5,7 @@ from keras_metacleaner.training.callbacks import (
     EpochHistory,
     EpochSummary,
     LearningRateLogger,
+    WeightingWarmup,
 )
 from keras_metacleaner.training.recipe import (
     METHODS,
@@ -27,6 +28,7 @@ __all__ = [
     "LearningRateLogger",
     "StepDecay",
     "TrainConfig",
+    "WeightingWarmup",
     "build_model",
     "get_strategy",
     "is_chief",

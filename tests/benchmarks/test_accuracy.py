@@ -99,6 +99,10 @@ def test_method_names_spell_out_every_option():
     for bad in ("label_confidence_x", "label_confidence_m1", "label_confidence_p0.5"):
         with pytest.raises(KeyError):
             accuracy.method_kwargs(bad)
+    assert accuracy.method_kwargs("fc_fc_relu_sig.warmup5") == {
+        "weighting": "fc_fc_relu_sig",
+        "warmup_epochs": 5,
+    }
     # Callers consume the dict (run_one pops weighting_args): METHODS must not change.
     accuracy.method_kwargs("fc_fc_relu_sig.bias1").pop("weighting_args")
     assert accuracy.METHODS["fc_fc_relu_sig.bias1"]["weighting_args"] == {"output_bias": 1.0}

@@ -429,3 +429,29 @@ def test_weightings_are_registered_by_name():
         layer = get_weighting(name, subset_size=N, hidden_units=H)
         serialized = keras.saving.serialize_keras_object(layer)
         assert serialized["registered_name"].startswith("keras_metacleaner>")
+
+
+def test_warmup_weighting_is_the_plain_mean_until_switched_on():
+    import tensorflow as tf
+
+    layer = weighting_lib.WarmupWeighting("fc_fc_sig", subset_size=N, hidden_units=H)
+    features = tf.constant(_features())
+    with tf.GradientTape() as tape:
+        alpha = layer(features)
+    np.testing.assert_array_equal(alpha.numpy(), np.ones((K, N)))
+    # Off: the inner weighting gets no gradient, so it cannot drift during warm-up.
+    gradients = tape.gradient(tf.reduce_sum(alpha), layer.weighting.trainable_weights)
+    assert all(g is None or not np.any(g.numpy()) for g in gradients)
+    assert [w.name for w in layer.non_trainable_weights] == ["on"]
+    layer.on.assign(1.0)
+    np.testing.assert_allclose(
+        layer(features).numpy(), layer.weighting(features).numpy(), atol=1e-6
+    )
+
+
+def test_warmup_weighting_survives_serialization():
+    layer = weighting_lib.WarmupWeighting("fc_fc_relu_sig", subset_size=N, hidden_units=H)
+    layer(_features())
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
+    assert isinstance(restored.weighting, DenseWeighting) and restored.weighting.output_relu
+    assert restored.alpha_min == 0.5
