@@ -293,8 +293,53 @@ class AgreementWeighting(Weighting):
         return {**super().get_config(), "temperature": self.temperature}
 
 
+class _LabelScoreWeighting(Weighting):
+    """Base of the weightings that read the classifier's view of each member's label.
+
+    α_i = floor + (1 - floor)·`_confidence(class_scores)`, through a stopped
+    gradient, and α = 1 without `class_scores`. Subclasses define
+    `_confidence`; `_label_scores` gives log q_i, with q_i = p(y | v_i),
+    divided by max_c p(c | v_i) when `relative`.
+    """
+
+    uses_class_scores = True
+
+    def __init__(
+        self,
+        subset_size: int,
+        hidden_units: int = 0,
+        floor: float = 0.05,
+        relative: bool = True,
+        **kwargs,
+    ):
+        super().__init__(subset_size, hidden_units, **kwargs)
+        if not 0.0 <= floor < 1.0:
+            raise ValueError(f"`floor` must be in [0, 1), got {floor}.")
+        self.floor = float(floor)
+        self.relative = bool(relative)
+        self.alpha_min = self.floor
+
+    def _label_scores(self, log_probs, labels):
+        scores = super().class_scores(log_probs, labels)
+        if self.relative:
+            scores = scores - ops.max(log_probs, axis=-1)
+        return scores
+
+    def _confidence(self, class_scores):
+        raise NotImplementedError
+
+    def call(self, features, class_scores=None):
+        if class_scores is None:
+            return ops.ones(ops.shape(features)[:2], dtype=features.dtype)
+        confidence = self._confidence(ops.stop_gradient(ops.cast(class_scores, "float32")))
+        return ops.cast(self.floor + (1.0 - self.floor) * confidence, features.dtype)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "floor": self.floor, "relative": self.relative}
+
+
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class LabelConfidenceWeighting(Weighting):
+class LabelConfidenceWeighting(_LabelScoreWeighting):
     """α_i = floor + (1 - floor)·(p(y | v_i) / max_c p(c | v_i))^γ, no gradient.
 
     The classifier's probability of the subset's (noisy) label for each
@@ -337,8 +382,6 @@ class LabelConfidenceWeighting(Weighting):
     [0.9, 0.1]
     """
 
-    uses_class_scores = True
-
     def __init__(
         self,
         subset_size: int,
@@ -348,40 +391,23 @@ class LabelConfidenceWeighting(Weighting):
         relative: bool = True,
         **kwargs,
     ):
-        super().__init__(subset_size, hidden_units, **kwargs)
-        self.relative = bool(relative)
-        if not 0.0 <= floor < 1.0:
-            raise ValueError(f"`floor` must be in [0, 1), got {floor}.")
+        super().__init__(subset_size, hidden_units, floor, relative, **kwargs)
         if gamma <= 0:
             raise ValueError(f"`gamma` must be > 0, got {gamma}.")
-        self.floor = float(floor)
         self.gamma = float(gamma)
-        self.alpha_min = self.floor
 
     def class_scores(self, log_probs, labels):
-        scores = super().class_scores(log_probs, labels)
-        if self.relative:
-            scores = scores - ops.max(log_probs, axis=-1)
-        return scores
+        return self._label_scores(log_probs, labels)
 
-    def call(self, features, class_scores=None):
-        if class_scores is None:
-            return ops.ones(ops.shape(features)[:2], dtype=features.dtype)
-        confidence = ops.exp(self.gamma * ops.stop_gradient(ops.cast(class_scores, "float32")))
-        alpha = self.floor + (1.0 - self.floor) * confidence
-        return ops.cast(alpha, features.dtype)
+    def _confidence(self, class_scores):
+        return ops.exp(self.gamma * class_scores)
 
     def get_config(self) -> dict:
-        return {
-            **super().get_config(),
-            "floor": self.floor,
-            "gamma": self.gamma,
-            "relative": self.relative,
-        }
+        return {**super().get_config(), "gamma": self.gamma}
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class LabelPosteriorWeighting(Weighting):
+class LabelPosteriorWeighting(_LabelScoreWeighting):
     """α_i = floor + (1 - floor)·P(label is right | v_i), no gradient.
 
     Reads the classifier like `LabelConfidenceWeighting`, but turns its
@@ -429,7 +455,6 @@ class LabelPosteriorWeighting(Weighting):
     [1.0, 0.25]
     """
 
-    uses_class_scores = True
     #: The highest estimate of the clean share: never trust every label fully.
     max_clean_prior = 0.99
 
@@ -444,9 +469,7 @@ class LabelPosteriorWeighting(Weighting):
         min_clean_prior: float = 0.5,
         **kwargs,
     ):
-        super().__init__(subset_size, hidden_units, **kwargs)
-        if not 0.0 <= floor < 1.0:
-            raise ValueError(f"`floor` must be in [0, 1), got {floor}.")
+        super().__init__(subset_size, hidden_units, floor, relative, **kwargs)
         if clean_prior is not None and not 0.0 < clean_prior < 1.0:
             raise ValueError(f"`clean_prior` must be in (0, 1) or None, got {clean_prior}.")
         if not 0.0 < min_clean_prior <= self.max_clean_prior:
@@ -456,17 +479,12 @@ class LabelPosteriorWeighting(Weighting):
         if flip_classes is not None and (int(flip_classes) != flip_classes or flip_classes < 1):
             raise ValueError(f"`flip_classes` must be an integer >= 1 or None, got {flip_classes}.")
         self.flip_classes = None if flip_classes is None else int(flip_classes)
-        self.floor = float(floor)
-        self.relative = bool(relative)
         self.clean_prior = None if clean_prior is None else float(clean_prior)
         self.min_clean_prior = float(min_clean_prior)
-        self.alpha_min = self.floor
 
     def class_scores(self, log_probs, labels):
         log_probs = ops.stop_gradient(ops.cast(log_probs, "float32"))
-        score = super().class_scores(log_probs, labels)
-        if self.relative:
-            score = score - ops.max(log_probs, axis=-1)
+        score = self._label_scores(log_probs, labels)
         if self.clean_prior is None:
             agrees = ops.argmax(log_probs, axis=-1) == ops.reshape(
                 ops.cast(labels, "int32"), (-1, 1)
@@ -487,17 +505,12 @@ class LabelPosteriorWeighting(Weighting):
             spread = ops.convert_to_tensor(float(self.flip_classes), "float32")
         return ops.log(prior) - ops.log(1.0 - prior) + ops.log(spread) + log_odds_label
 
-    def call(self, features, class_scores=None):
-        if class_scores is None:
-            return ops.ones(ops.shape(features)[:2], dtype=features.dtype)
-        posterior = ops.sigmoid(ops.stop_gradient(ops.cast(class_scores, "float32")))
-        return ops.cast(self.floor + (1.0 - self.floor) * posterior, features.dtype)
+    def _confidence(self, class_scores):
+        return ops.sigmoid(class_scores)
 
     def get_config(self) -> dict:
         return {
             **super().get_config(),
-            "floor": self.floor,
-            "relative": self.relative,
             "clean_prior": self.clean_prior,
             "flip_classes": self.flip_classes,
             "min_clean_prior": self.min_clean_prior,
