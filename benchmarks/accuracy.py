@@ -80,8 +80,9 @@ METHODS = {
 # 1.0; "raw": member losses weighted by α itself, not N·α/Σα; "+subsetmean":
 # each subset's hallucinated loss weighted by its mean α; "+subsetmaxn": by its
 # largest α over the batch's mean of those).
-LABEL_CONFIDENCE_NAME = re.compile(
-    r"label_(?P<kind>confidence|posterior)(?P<relative>_rel)?(?:_g(?P<gamma>[\d.]+))?(?:_m(?P<flip>\d+))?(?:_p(?P<min_prior>[\d.]+))?(?:_f(?P<floor>[\d.]+))?"
+LABEL_SCORE_NAME = re.compile(
+    r"label_(?P<kind>confidence|posterior)(?P<relative>_rel)?(?:_g(?P<gamma>[\d.]+))?"
+    r"(?:_m(?P<flip>\d+))?(?:_p(?P<min_prior>[\d.]+))?(?:_f(?P<floor>[\d.]+))?"
     r"(?:\+(?P<raw>raw)?member(?P<member>[\d.]+)?(?P<has_member>))?"
     r"(?:\+subset(?P<subset>max|mean)(?P<subset_norm>n)?)?"
 )
@@ -94,11 +95,12 @@ def method_kwargs(name: str) -> dict | None:
     `weighting_args`) without changing `METHODS`.
 
     Raises:
-        KeyError: the name is neither in `METHODS` nor a label_confidence spelling.
+        KeyError: the name is neither in `METHODS` nor a label_confidence /
+            label_posterior spelling.
     """
     if name in METHODS:
         return copy.deepcopy(METHODS[name])
-    match = LABEL_CONFIDENCE_NAME.fullmatch(name)
+    match = LABEL_SCORE_NAME.fullmatch(name)
     if match is None:
         raise KeyError(name)
     # Every option spelled out, so a name keeps its meaning when the
