@@ -18,7 +18,8 @@ def test_config_and_flags_modules_import_without_tensorflow():
     # modules a tool needs to validate its flags must not pull TensorFlow in.
     code = (
         "import sys, types\n"
-        f"pkg = types.ModuleType('keras_metacleaner'); pkg.__path__ = [{ROOT!r} + '/keras_metacleaner']\n"
+        "pkg = types.ModuleType('keras_metacleaner')\n"
+        f"pkg.__path__ = [{ROOT!r} + '/keras_metacleaner']\n"
         "sys.modules['keras_metacleaner'] = pkg\n"
         f"sys.path.insert(0, {ROOT!r} + '/tools')\n"
         "import keras_metacleaner.training.config, keras_metacleaner.training.methods\n"
