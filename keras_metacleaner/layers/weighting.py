@@ -435,9 +435,10 @@ class LabelPosteriorWeighting(_LabelScoreWeighting):
 
     with `q_i = p(y | v_i) / max_c p(c | v_i)` (or `p(y | v_i)`) and `m`
     the number of classes a wrong label is spread over (C - 1 for symmetric
-    noise; 1, pair flips, the default, is the most cautious). On clean data π → 1 and every member, hard ones
-    included, keeps α ≈ 1: plain training, where `LabelConfidenceWeighting`
-    turns hard correct images down like wrong ones. With more noise π drops
+    noise; 1, pair flips, the default, is the most cautious). On clean data
+    π → 1 and every member, hard ones included, keeps α ≈ 1: plain training,
+    where `LabelConfidenceWeighting` turns hard correct images down like
+    wrong ones. With more noise π drops
     to its lower bound; with m = 1 and π = 0.5, α = q, `LabelConfidenceWeighting`'s
     α, which the default bound makes the harshest this weighting gets.
 
