@@ -8,6 +8,12 @@ from keras_metacleaner.models.backbones import (
     small_cnn,
     wide_resnet,
 )
+from keras_metacleaner.models.coteaching import (
+    CoTeachingModel,
+    ForgetRateSchedule,
+    estimate_forget_rate,
+)
+from keras_metacleaner.models.elr import ELRModel
 from keras_metacleaner.models.metacleaner_model import (
     AUTO,
     DEFAULT_MEMBER_LOSS_WEIGHT,
@@ -30,7 +36,11 @@ __all__ = [
     "PRESETS",
     "SUBSET_LOSS_WEIGHTS",
     "CaffePreprocessing",
+    "CoTeachingModel",
+    "ELRModel",
+    "ForgetRateSchedule",
     "MetaCleanerModel",
+    "estimate_forget_rate",
     "get_backbone",
     "plain_classifier",
     "resnet50",
