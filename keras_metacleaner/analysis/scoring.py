@@ -196,16 +196,22 @@ class _Scorer:
             model = model.inference_model()  # e.g. peers that train on other inputs
         self.model = model
 
-    def __call__(self, images: np.ndarray, labels: np.ndarray):
+    def probabilities(self, images: np.ndarray):
+        """`[m, C]` probabilities, and what `alpha` needs (features and logits)."""
         if self.cleaner_model is None:
             probs = self._batched(lambda x: self.model(x, training=False), images)
-            probs = _check_probabilities(probs)
-            return probs, np.full(len(images), np.nan)
+            return _check_probabilities(probs), None
         model = self.cleaner_model
         features = self._batched(lambda x: model.backbone(x, training=False), images)
         logits = ops.convert_to_numpy(model.classifier(features)).astype(np.float32)
         probs = ops.convert_to_numpy(model.probabilities(logits)).astype(np.float64)
-        return probs, self._alpha(features, logits, labels)
+        return probs, (features, logits)
+
+    def alpha(self, state, labels: np.ndarray) -> np.ndarray:
+        """Mean α per example (NaN without a cleaner)."""
+        if state is None:
+            return np.full(len(labels), np.nan)
+        return self._alpha(*state, labels)
 
     def _batched(self, fn, images: np.ndarray) -> np.ndarray:
         outputs = [
@@ -332,7 +338,7 @@ def score_labels(
                 "dataset of images only)."
             )
         chunk_labels = np.asarray(chunk_labels).astype(np.int64).reshape(-1)
-        probs, alpha = scorer(images, chunk_labels)
+        probs, state = scorer.probabilities(images)
         num_classes = probs.shape[1]
         if chunk_labels.size and (chunk_labels.min() < 0 or chunk_labels.max() >= num_classes):
             bad = chunk_labels[(chunk_labels < 0) | (chunk_labels >= num_classes)][0]
@@ -340,6 +346,7 @@ def score_labels(
                 f"`labels` must be class ids in [0, {num_classes}), found {bad} "
                 f"(example {seen + int(np.argmax(chunk_labels == bad))})."
             )
+        alpha = scorer.alpha(state, chunk_labels)
         rows = np.arange(len(chunk_labels))
         label_p = probs[rows, chunk_labels]
         others = probs.copy()
