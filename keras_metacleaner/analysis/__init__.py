@@ -14,6 +14,11 @@ from keras_metacleaner.analysis.metrics import (
     label_issue_metrics,
     precision_at_k,
 )
+from keras_metacleaner.analysis.report import (
+    CSV_COLUMNS,
+    gather_images,
+    write_label_issues_csv,
+)
 from keras_metacleaner.analysis.scoring import (
     DEFAULT_SUSPICION,
     SUSPICIONS,
@@ -23,6 +28,7 @@ from keras_metacleaner.analysis.scoring import (
 )
 
 __all__ = [
+    "CSV_COLUMNS",
     "DEFAULT_SUSPICION",
     "SUSPICIONS",
     "LabelScores",
@@ -31,8 +37,10 @@ __all__ = [
     "average_precision",
     "compute_suspicion",
     "contact_sheet",
+    "gather_images",
     "label_issue_metrics",
     "precision_at_k",
     "rank_label_issues",
     "score_labels",
+    "write_label_issues_csv",
 ]
