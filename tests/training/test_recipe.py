@@ -8,7 +8,6 @@ import pytest
 from test_case import write_noisy_npz
 
 import keras_metacleaner as kmc
-from keras_metacleaner.data import indexed
 from keras_metacleaner.training import preparation, recipe
 from keras_metacleaner.training.config import TrainConfig
 
@@ -117,9 +116,8 @@ def test_prepare_data_injects_noise_on_a_subset_and_keeps_the_fast_path(toy_npz,
     # Injected on top of the file's own noise, measured against the true labels.
     np.testing.assert_array_equal(prepared.clean, arrays["y_train_clean"][:100])
     assert np.mean(prepared.labels != arrays["y_train"][:100]) == pytest.approx(0.5)
-    source = indexed.get_source(prepared.train.dataset)
-    assert source is not None and source.size == 100
-    np.testing.assert_array_equal(source.labels, prepared.labels)
+    assert prepared.train.loaded.view is not None and prepared.train.loaded.size == 100
+    np.testing.assert_array_equal(prepared.train.loaded.view.labels, prepared.labels)
     np.testing.assert_array_equal([int(y) for _, y in prepared.train.dataset], prepared.labels)
 
 
@@ -131,7 +129,7 @@ def test_transition_noise_from_a_file(toy_npz, tmp_path):
     prepared = preparation.prepare_data(config)
     np.testing.assert_array_equal(prepared.labels, (np.load(toy_npz)["y_train"] + 1) % 4)
     np.save(path, np.eye(3))
-    with pytest.raises(ValueError, match="3x3 but the dataset has 4 classes"):
+    with pytest.raises(ValueError, match=r"expected shape \(4, 4\) for 4 classes"):
         preparation.prepare_data(config)
     assert not (tmp_path / "run").exists()
 
