@@ -238,3 +238,36 @@ def test_select_on_noisy_val_without_a_validation_split_is_refused(toy_npz, tmp_
     with pytest.raises(ValueError, match="select_on=noisy_val needs a validation split"):
         recipe.run(_config(toy_npz, tmp_path / "none", select_on="noisy_val"))
     assert not (tmp_path / "none").exists()
+
+
+def test_interrupted_run_resumes_only_under_the_same_settings(toy_npz, tmp_path):
+    model_dir = tmp_path / "resume"
+    recipe.run(_config(toy_npz, model_dir, method="baseline", epochs=1))
+    recorded = json.loads((model_dir / "run.json").read_text())["config"]
+    assert recorded["method"] == "baseline" and recorded["schedule"] == "constant"
+    # What a kill during training leaves: run.json and a backup, no results.
+    (model_dir / "results.json").unlink()
+    (model_dir / "backup" / "chief").mkdir(parents=True)
+    before = sorted(p.name for p in model_dir.iterdir())
+    with pytest.raises(ValueError, match="other settings .*learning_rate.*noise_rate"):
+        recipe.run(
+            _config(
+                toy_npz,
+                model_dir,
+                method="baseline",
+                epochs=1,
+                noise_type="symmetric",
+                noise_rate=0.6,
+                learning_rate=0.05,
+            )
+        )
+    assert sorted(p.name for p in model_dir.iterdir()) == before
+    # The same settings resume (the backup is taken up, then removed at the end).
+    results = recipe.run(_config(toy_npz, model_dir, method="baseline", epochs=1))
+    assert [e["epoch"] for e in results["history"]] == [0]
+    assert not (model_dir / "backup").exists()
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return
+    assert (model_dir / "curves.png").is_file()
