@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 
@@ -179,34 +178,3 @@ def get_strategy(name: str) -> tf.distribute.Strategy:
         return tf.distribute.MirroredStrategy(devices=devices)
     validate_tf_config(tf_config())
     return tf.distribute.MultiWorkerMirroredStrategy()
-
-
-@contextlib.contextmanager
-def keras_multi_worker_reduction():
-    """Works around Keras 3 reducing scalar logs with `axis=0` under multi-worker.
-
-    Keras' TF trainer reduces every per-replica log value with
-    `strategy.reduce("MEAN", v, axis=0)` when the strategy is a multi-worker
-    `CollectiveAllReduceStrategy`; for the scalar metric results of a
-    `train_step` that fails ("Invalid reduction dimension 0 for input with 0
-    dimensions", keras-team/keras#20585, tensorflow/tensorflow#72388). Metric
-    variables are all-reduced on every update, so each replica already holds
-    the global value and the local mean Keras uses for single-worker
-    strategies is exact. Inside this context Keras takes that path.
-
-    Example:
-
-    >>> with keras_multi_worker_reduction():
-    ...     pass
-    """
-    from keras.src.backend.tensorflow import trainer as tf_trainer
-
-    original = getattr(tf_trainer, "_collective_all_reduce_multi_worker", None)
-    if original is None:  # a Keras without the problem
-        yield
-        return
-    tf_trainer._collective_all_reduce_multi_worker = lambda strategy: False
-    try:
-        yield
-    finally:
-        tf_trainer._collective_all_reduce_multi_worker = original

@@ -162,7 +162,7 @@ def test_replace_labels_keeps_the_index_path():
 
 def test_labels_that_disagree_with_the_dataset_are_rejected():
     labels = np.arange(40) % 4
-    with pytest.raises(ValueError, match="replace_labels"):
+    with pytest.raises(ValueError, match="with_labels"):
         group_by_class(_dataset(labels, "index"), 2, 2, labels=(labels + 1) % 4)
 
 

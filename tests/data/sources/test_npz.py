@@ -59,7 +59,7 @@ def test_npz_float_rgb_resized_with_validation_split(tmp_path):
 @pytest.mark.parametrize(
     "change, error, message",
     [
-        (lambda a: a.pop("y_test"), KeyError, "y_test"),
+        (lambda a: a.pop("y_test"), ValueError, r"d.npz: missing required array\(s\) \['y_test'\]"),
         (
             lambda a: a.update(y_train=np.arange(19)),
             ValueError,
