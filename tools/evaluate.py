@@ -20,8 +20,6 @@ import sys
 from absl import app, flags
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# keras_metacleaner loads its subpackages on first use: flags are checked before TensorFlow starts.
-KMC_DEFER_IMPORTS = True
 
 from keras_metacleaner import data  # noqa: E402
 from keras_metacleaner.training import evaluation  # noqa: E402
