@@ -69,5 +69,7 @@ def _deferred() -> bool:
 
 
 if not _deferred():
-    for _name in _SUBPACKAGES:
+    # training imports its modules lazily itself; its schedule module registers
+    # the optimizer and schedules that a compiled model.keras names.
+    for _name in (*_SUBPACKAGES, "training.schedule"):
         importlib.import_module(f"{__name__}.{_name}")
