@@ -305,8 +305,7 @@ def group_by_class(
         view = indexed.get_source(dataset)
     else:
         raise TypeError(
-            "`source` must be a LoadedData or a tf.data.Dataset, got "
-            f"{type(source).__name__}."
+            f"`source` must be a LoadedData or a tf.data.Dataset, got {type(source).__name__}."
         )
     if in_memory is False and view is not None:
         dataset = dataset if dataset is not None else view.to_dataset()
@@ -330,8 +329,7 @@ def group_by_class(
         labels = np.asarray(labels)
         if view is not None and labels.shape != view.labels.shape:
             raise ValueError(
-                f"`labels` has {labels.shape[0]} entries but the dataset has {view.size} "
-                "elements."
+                f"`labels` has {labels.shape[0]} entries but the dataset has {view.size} elements."
             )
         if view is not None and not np.array_equal(labels, view.labels):
             differ = int(np.sum(labels != view.labels))
