@@ -491,3 +491,25 @@ def test_steps_per_epoch_matches_the_declared_cardinality():
     labels = np.repeat(np.arange(3), [11, 10, 9])
     ds = group_by_class(_dataset(labels, "index"), 4, 2, seed=0)
     assert kmc.data.steps_per_epoch(labels, 4, 2) == int(ds.cardinality()) == 4
+
+
+def test_distribute_datasets_from_function_gives_each_replica_its_part_of_the_global_batch():
+    from test_case import two_replica_strategy
+
+    strategy = two_replica_strategy()
+    loaded = _counting_source(np.arange(48) % 4, [])
+    K, N = 4, 2
+    single = _steps(group_by_class(loaded, N, K, seed=3), K, N)
+    distributed = strategy.distribute_datasets_from_function(
+        lambda context: group_by_class(loaded, N, K, seed=3, input_context=context)
+    )
+    steps = 0
+    for step, (x, y) in zip(range(len(single)), distributed):
+        parts = [
+            (r.numpy()[..., 0, 0, 0] - 2).astype(int)
+            for r in strategy.experimental_local_results(x)
+        ]
+        assert [p.shape for p in parts] == [(K // 2, N), (K // 2, N)]
+        np.testing.assert_array_equal(np.concatenate(parts), single[step])
+        steps += 1
+    assert steps == len(single) == kmc.data.steps_per_epoch(loaded.labels, N, K)
