@@ -40,7 +40,10 @@ def _commit() -> dict:
             ["git", *args], cwd=HERE, capture_output=True, text=True, check=False
         ).stdout.strip()
 
-    return {"sha": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+    return {
+        "sha": git("rev-parse", "HEAD"),
+        "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+    }
 
 
 def main(argv=None) -> dict:

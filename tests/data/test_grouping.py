@@ -504,7 +504,7 @@ def test_distribute_datasets_from_function_gives_each_replica_its_part_of_the_gl
         lambda context: group_by_class(loaded, N, K, seed=3, input_context=context)
     )
     steps = 0
-    for step, (x, y) in zip(range(len(single)), distributed):
+    for step, (x, _) in zip(range(len(single)), distributed):
         parts = [
             (r.numpy()[..., 0, 0, 0] - 2).astype(int)
             for r in strategy.experimental_local_results(x)
