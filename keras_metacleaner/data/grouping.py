@@ -27,6 +27,11 @@ so Keras knows an epoch's length instead of printing "Your input ran out of data
 after the first one: the index path always, the streaming path when `labels` are
 given for a dataset whose size is known (they are its only source of the class
 counts; without them the number of subsets is unknown until the input ends).
+
+Under `strategy.distribute_datasets_from_function`, pass the `InputContext` it
+gives: the index path then plans the global epoch and keeps only this input
+pipeline's part of every global batch before reading any image, so W workers
+decode the data once between them instead of W times.
 """
 
 from __future__ import annotations
