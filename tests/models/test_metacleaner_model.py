@@ -638,3 +638,22 @@ def test_labels_that_differ_inside_a_subset_raise_under_xla():
     history = _fit(model, x, mixed[:, 0].copy())
     assert np.isfinite(history.history["loss"][0])
     assert not any(name.startswith("invalid_") for name in history.history)
+
+
+# ---------------------------------------------------------------- alpha_floor
+def _alpha_floor_after_a_step(weighting, output_bias=None):
+    x, y = random_subsets(K, N, num_classes=C, seed=30)
+    model = tiny_model(weighting, seed=0, learning_rate=0.0)
+    if output_bias is not None:
+        model.cleaner.weighting.output_dense.bias.assign(np.full((N,), output_bias, "float32"))
+    return model.train_on_batch(x, y, return_dict=True)["alpha_floor"]
+
+
+def test_alpha_floor_is_one_for_a_dead_weighting():
+    # Every output ReLU closed: α ≡ 0.5, the lowest value fc_fc_relu_sig allows.
+    assert _alpha_floor_after_a_step("fc_fc_relu_sig", output_bias=-100.0) == 1.0
+
+
+@pytest.mark.parametrize("weighting, bias", [("fc_fc_relu_sig", 5.0), ("label_posterior", None)])
+def test_alpha_floor_is_near_zero_for_a_live_weighting(weighting, bias):
+    assert _alpha_floor_after_a_step(weighting, output_bias=bias) < 0.05
