@@ -285,7 +285,7 @@ def run_metacleaner(data: dict, work: str, settings: Settings, seed: int) -> dic
     started = time.time()
     results = train("metacleaner", f"npz:{npz}", os.path.join(work, "mc"), settings, seed)
     trained = time.time()
-    model = keras.models.load_model(os.path.join(work, "mc", "model.keras"))
+    model = keras.models.load_model(os.path.join(work, "mc", "model.keras"), compile=False)
     scores = kmc.analysis.score_labels(model, data["x"], data["noisy"], seed=seed)
     scored = time.time()
     wrong = data["noisy"] != data["clean"]
@@ -328,7 +328,7 @@ def run_baseline(data: dict, work: str, settings: Settings, seed: int) -> dict:
             **_picked(settings),
         )
     trained = time.time()
-    model = keras.models.load_model(os.path.join(work, "baseline", "model.keras"))
+    model = keras.models.load_model(os.path.join(work, "baseline", "model.keras"), compile=False)
     wrong = data["noisy"] != data["clean"]
     picked = kmc.analysis.score_labels(
         model, data["x"], data["noisy"], suspicion="label_probability"
@@ -388,7 +388,9 @@ def run_cleanlab(data: dict, work: str, settings: Settings, seed: int) -> dict:
             **_picked(settings),
         )
         trained = time.time()
-        model = keras.models.load_model(os.path.join(work, f"fold{fold}", "model.keras"))
+        model = keras.models.load_model(
+            os.path.join(work, f"fold{fold}", "model.keras"), compile=False
+        )
         probs[held] = _probabilities(model, data["x"][held])
         train_images += _trained_images(results, settings)
         validation_images += _validation_images(results, settings)

@@ -192,7 +192,7 @@ def main(argv):
     except (ValueError, FileNotFoundError) as error:
         _fail(f"--dataset={settings['dataset']!r} / --noise_type: {error}")
     try:
-        model = keras.models.load_model(FLAGS.model)
+        model = keras.models.load_model(FLAGS.model, compile=False)
     except Exception as error:  # noqa: BLE001  (Keras raises many kinds for a bad file)
         _fail(f"--model={FLAGS.model!r} cannot be loaded: {str(error).splitlines()[0]}")
     classes = getattr(model, "num_classes", None) or int(model.output_shape[-1])
