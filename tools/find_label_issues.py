@@ -167,6 +167,7 @@ def main(argv):
     import keras
 
     import keras_metacleaner as kmc
+    import keras_metacleaner.models  # noqa: F401  (registers the saved model classes)
     from keras_metacleaner.training import TrainConfig, prepare_data
     from keras_metacleaner.training.results import write_json_atomic
 
