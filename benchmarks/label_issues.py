@@ -50,7 +50,7 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "benchmarks", "out", "label_issues.jsonl")
-CONFUSION = os.path.join(ROOT, "benchmarks", "data", "fashion_mnist_confusion.npy")
+TEST_SIZE = 2000
 NOISES = ("symmetric:0.4", "pairflip:0.45", "confusion:0.4")
 UNITS = ("metacleaner", "baseline", "cleanlab")
 # Rows of the report, in order: (method, what it is).
@@ -152,78 +152,66 @@ def load_arrays(settings: Settings) -> dict:
             arrays[key] = arrays[key][..., None]  # [n, H, W] -> [n, H, W, 1]
     n = min(settings.train_size, len(arrays["y_train"]))
     arrays["x_train"], arrays["y_train"] = arrays["x_train"][:n], arrays["y_train"][:n]
+    # The test set only reports accuracy here (never counted as compute): a part suffices.
+    arrays["x_test"], arrays["y_test"] = arrays["x_test"][:TEST_SIZE], arrays["y_test"][:TEST_SIZE]
     return arrays
 
 
 def inject_noise(labels: np.ndarray, noise: str, num_classes: int, seed: int) -> np.ndarray:
-    """`kind:rate` noise of `kmc.data.add_label_noise` (confusion: helper "data"'s kind)."""
+    """`kind:rate` noise as `tools/train.py --noise_type=kind --noise_rate=rate` injects it.
+
+    `confusion` flips along the committed confusion matrix of a clean Fashion-MNIST
+    classifier, scaled to `rate` (`kmc.data.noise_from_spec`).
+    """
     import keras_metacleaner as kmc
 
     kind, _, rate = noise.partition(":")
-    if kind not in kmc.data.NOISE_KINDS:
-        raise ValueError(
-            f"noise {noise!r}: this version of keras_metacleaner.data has no {kind!r} noise "
-            f"(it has {list(kmc.data.NOISE_KINDS)})."
-        )
-    matrix = None
-    if kind == "confusion":
-        # The committed confusion matrix of a clean classifier (CONTRACTS.md, helper "data").
-        matrix = np.load(CONFUSION)
-    noisy, _ = kmc.data.add_label_noise(
-        labels, float(rate), kind, num_classes, seed=seed, transition=matrix
-    )
+    spec = kmc.data.noise_from_spec(kind, float(rate), num_classes, "fashion_mnist")
+    noisy, _ = spec.apply(labels, num_classes, seed=seed)
     return np.asarray(noisy, np.int32)
 
 
-def _write_npz(path: str, x_train, y_train, x_test, y_test, class_names, y_clean=None) -> str:
-    arrays = dict(x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
-    arrays["class_names"] = class_names
-    if y_clean is not None:
-        arrays["y_train_clean"] = y_clean
-    np.savez(path, **arrays)
+def _npz(path: str, data: dict, rows: np.ndarray) -> str:
+    """An `npz:` source of the noisy training examples `rows` (true labels beside)."""
+    np.savez(
+        path,
+        x_train=data["x"][rows],
+        y_train=data["noisy"][rows],
+        y_train_clean=data["clean"][rows],
+        x_test=data["x_test"],
+        y_test=data["y_test"],
+        class_names=data["class_names"],
+    )
     return path
 
 
 # ----------------------------------------------------------------- training
 @contextlib.contextmanager
-def keep_best_weights(path: str):
-    """While active, every `kmc.training.run` stage also saves the weights of its best
-    `val_accuracy` epoch to `path` (a `.weights.h5`) and records it.
+def saving_last_weights(method: str, path: str):
+    """While active, `method` also saves its last epoch's weights to `path` (`.weights.h5`).
 
-    Until the library's own `select_on=noisy_val` lands (helper core), this reaches into the
-    recipe's callback list; the run's data is arranged so that `val_accuracy` is the accuracy
-    on a noisy validation split.
+    With `select_on="noisy_val"` the run keeps the picked epoch's weights in `model.keras`;
+    this adds the last epoch's through the registry's own hook (`Method.callbacks`).
     """
     import keras
 
-    from keras_metacleaner.training import recipe
+    from keras_metacleaner.training import methods
 
-    class BestWeights(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.best, self.epoch, self.epochs = -1.0, None, 0
+    class SaveLast(keras.callbacks.Callback):
+        def on_train_end(self, logs=None):
+            self.model.save_weights(path)
 
-        def on_epoch_end(self, epoch, logs=None):
-            self.epochs += 1
-            score = (logs or {}).get("val_accuracy")
-            if score is not None and score > self.best:
-                self.best, self.epoch = float(score), epoch + 1
-                self.model.save_weights(path)
-
-    tracker = BestWeights()
-    original = recipe._stage_callbacks
-
-    def patched(dirs, stage, epochs, extra=()):
-        return [*original(dirs, stage, epochs, extra), tracker]
-
-    recipe._stage_callbacks = patched
+    original = methods.METHODS[method]
+    methods.METHODS[method] = dataclasses.replace(
+        original, callbacks=lambda model, config: [*original.callbacks(model, config), SaveLast()]
+    )
     try:
-        yield tracker
+        yield
     finally:
-        recipe._stage_callbacks = original
+        methods.METHODS[method] = original
 
 
-def train(method: str, dataset: str, model_dir: str, settings: Settings, seed: int) -> dict:
+def train(method: str, dataset: str, model_dir: str, settings: Settings, seed: int, **extra):
     """One `kmc.training.run`; returns its results."""
     import keras_metacleaner as kmc
 
@@ -231,7 +219,6 @@ def train(method: str, dataset: str, model_dir: str, settings: Settings, seed: i
         dataset=dataset,
         model_dir=model_dir,
         method=method,
-        noise_type="none",  # the npz carries the noisy labels
         epochs=settings.epochs,
         batch_size=settings.batch_size,
         subset_size=settings.subset_size,
@@ -240,8 +227,18 @@ def train(method: str, dataset: str, model_dir: str, settings: Settings, seed: i
         overwrite=True,
         alpha_auroc_examples=0,
         verbose=0,
+        **extra,
     )
     return kmc.training.run(config)
+
+
+def _picked(settings: Settings) -> dict:
+    """Settings of a run that picks its epoch on a noisy validation split."""
+    return {"validation_split": settings.validation_fraction, "select_on": "noisy_val"}
+
+
+def _validation_images(results: dict, settings: Settings) -> int:
+    return int(results["validation"]["size"]) * settings.epochs
 
 
 def _trained_images(results: dict, settings: Settings) -> int:
@@ -284,18 +281,11 @@ def run_metacleaner(data: dict, work: str, settings: Settings, seed: int) -> dic
     import keras_metacleaner as kmc
 
     n = len(data["noisy"])
-    npz = _write_npz(
-        os.path.join(work, "train.npz"),
-        data["x"],
-        data["noisy"],
-        data["x_test"],
-        data["y_test"],
-        data["class_names"],
-    )
+    npz = _npz(os.path.join(work, "train.npz"), data, np.arange(n))
     started = time.time()
     results = train("metacleaner", f"npz:{npz}", os.path.join(work, "mc"), settings, seed)
     trained = time.time()
-    model = keras.models.load_model(os.path.join(work, "mc", "model.keras"))
+    model = keras.models.load_model(os.path.join(work, "mc", "model.keras"), compile=False)
     scores = kmc.analysis.score_labels(model, data["x"], data["noisy"], seed=seed)
     scored = time.time()
     wrong = data["noisy"] != data["clean"]
@@ -319,37 +309,32 @@ def run_metacleaner(data: dict, work: str, settings: Settings, seed: int) -> dic
 
 
 def run_baseline(data: dict, work: str, settings: Settings, seed: int) -> dict:
-    """Plain training on the training part, the epoch picked on a noisy validation split."""
+    """Plain training, the epoch picked on a noisy validation split (and the last epoch)."""
     import keras
 
     import keras_metacleaner as kmc
 
     n = len(data["noisy"])
-    rng = np.random.default_rng(seed)
-    held = np.sort(rng.choice(n, max(1, round(settings.validation_fraction * n)), replace=False))
-    keep = np.setdiff1d(np.arange(n), held)
-    # The noisy validation split takes the place of the test set, so that the run's
-    # per-epoch val_accuracy is the accuracy on noisy held-out labels.
-    npz = _write_npz(
-        os.path.join(work, "baseline.npz"),
-        data["x"][keep],
-        data["noisy"][keep],
-        data["x"][held],
-        data["noisy"][held],
-        data["class_names"],
-    )
-    weights = os.path.join(work, "picked.weights.h5")
+    npz = _npz(os.path.join(work, "train.npz"), data, np.arange(n))
+    last_weights = os.path.join(work, "last.weights.h5")
     started = time.time()
-    with keep_best_weights(weights) as best:
-        results = train("baseline", f"npz:{npz}", os.path.join(work, "baseline"), settings, seed)
+    with saving_last_weights("baseline", last_weights):
+        results = train(
+            "baseline",
+            f"npz:{npz}",
+            os.path.join(work, "baseline"),
+            settings,
+            seed,
+            **_picked(settings),
+        )
     trained = time.time()
-    model = keras.models.load_model(os.path.join(work, "baseline", "model.keras"))
+    model = keras.models.load_model(os.path.join(work, "baseline", "model.keras"), compile=False)
     wrong = data["noisy"] != data["clean"]
-    last = kmc.analysis.score_labels(model, data["x"], data["noisy"], suspicion="label_probability")
-    model.load_weights(weights)
     picked = kmc.analysis.score_labels(
         model, data["x"], data["noisy"], suspicion="label_probability"
     )
+    model.load_weights(last_weights)
+    last = kmc.analysis.score_labels(model, data["x"], data["noisy"], suspicion="label_probability")
     scored = time.time()
     return {
         "methods": {
@@ -360,14 +345,14 @@ def run_baseline(data: dict, work: str, settings: Settings, seed: int) -> dict:
         },
         "compute": {
             "train_images": _trained_images(results, settings),
-            "validation_images": len(held) * best.epochs,
-            # Two scoring passes (picked and last weights), each reported method one of them.
+            "validation_images": _validation_images(results, settings),
+            # Two scoring passes (picked and last weights); each method uses one of them.
             "score_images": n,
             "train_seconds": trained - started,
             "score_seconds": (scored - trained) / 2,
         },
-        "picked_epoch": best.epoch,
-        "picked_noisy_val_accuracy": best.best,
+        "picked_epoch": results["selection"]["epoch"],
+        "picked_noisy_val_accuracy": results["selection"]["score"],
     }
 
 
@@ -391,26 +376,24 @@ def run_cleanlab(data: dict, work: str, settings: Settings, seed: int) -> dict:
     train_seconds = score_seconds = 0.0
     for fold in range(settings.folds):
         held, keep = np.flatnonzero(fold_of == fold), np.flatnonzero(fold_of != fold)
-        npz = _write_npz(
-            os.path.join(work, f"fold{fold}.npz"),
-            data["x"][keep],
-            data["noisy"][keep],
-            data["x"][held],
-            data["noisy"][held],
-            data["class_names"],
-        )
-        weights = os.path.join(work, f"fold{fold}.weights.h5")
+        npz = _npz(os.path.join(work, f"fold{fold}.npz"), data, keep)
         started = time.time()
-        with keep_best_weights(weights) as best:
-            results = train(
-                "baseline", f"npz:{npz}", os.path.join(work, f"fold{fold}"), settings, seed
-            )
+        # Each fold's model picks its epoch on a noisy split of its own training part.
+        results = train(
+            "baseline",
+            f"npz:{npz}",
+            os.path.join(work, f"fold{fold}"),
+            settings,
+            seed,
+            **_picked(settings),
+        )
         trained = time.time()
-        model = keras.models.load_model(os.path.join(work, f"fold{fold}", "model.keras"))
-        model.load_weights(weights)
+        model = keras.models.load_model(
+            os.path.join(work, f"fold{fold}", "model.keras"), compile=False
+        )
         probs[held] = _probabilities(model, data["x"][held])
         train_images += _trained_images(results, settings)
-        validation_images += len(held) * best.epochs
+        validation_images += _validation_images(results, settings)
         train_seconds += trained - started
         score_seconds += time.time() - trained
     wrong = data["noisy"] != data["clean"]
