@@ -154,11 +154,12 @@ def tiny_model(
     compile: bool = True,
     learning_rate: float = 0.05,
     metrics=("accuracy",),
+    model_class=None,
     **kwargs,
 ) -> kmc.MetaCleanerModel:
     """A MetaCleanerModel on an 8x8 small CNN, compiled with SGD (no BatchNorm: exact math)."""
     backbone = kmc.models.small_cnn(image_shape, feature_dim=feature_dim)
-    model = kmc.MetaCleanerModel(
+    model = (model_class or kmc.MetaCleanerModel)(
         backbone,
         num_classes=num_classes,
         subset_size=subset_size,

@@ -35,3 +35,24 @@ def test_readme_example_runs_as_written(tmp_path):
     versions = os.listdir(tmp_path / "exports" / "readme")
     assert versions == ["1"]
     assert os.path.isfile(tmp_path / "exports" / "readme" / "1" / "saved_model.pb")
+
+
+def test_readme_example_groups_on_the_fast_path(monkeypatch):
+    # The data lines of the example (up to the model), run with the streaming path disabled:
+    # a `.take` or `.prefetch` that dropped the random-access view would fail here.
+    from keras_metacleaner.data import grouping
+
+    code = _readme_python_blocks()[0]
+    data_lines = code[: code.index("backbone =")]
+    calls = []
+
+    def streaming_path(*args, **kwargs):
+        calls.append(args)
+        raise AssertionError("the README example fell back to the streaming path")
+
+    monkeypatch.setattr(grouping, "_streaming_path", streaming_path)
+    namespace = {}
+    exec(compile(data_lines, "README.md", "exec"), namespace)
+    assert not calls
+    assert namespace["train"].view is not None
+    assert int(namespace["groups"].cardinality()) == 4096 // 4 // 32

@@ -110,31 +110,6 @@ def _batches_per_epoch(labels: np.ndarray, subset_size: int, groups_per_batch: i
     return total // groups_per_batch
 
 
-def _exactly(dataset: tf.data.Dataset, batches: int, shortfall: str) -> tf.data.Dataset:
-    """`dataset` cut to `batches` elements and declared so; fails with `shortfall` if shorter.
-
-    The declared count must be exact: Keras ends an epoch after that many steps
-    and would warn (or, for a shorter input, fail inside `assert_cardinality`
-    with a message that names no cause).
-    """
-
-    def fail(zero):
-        # The condition depends on the element, so no graph optimisation can
-        # evaluate the assertion before this element is actually reached.
-        check = tf.debugging.Assert(tf.not_equal(zero, 0), [shortfall])
-        with tf.control_dependencies([check]):
-            return tf.nest.map_structure(
-                lambda spec: tf.zeros(spec.shape, spec.dtype), dataset.element_spec
-            )
-
-    short = tf.data.Dataset.from_tensors(tf.constant(0, tf.int64)).map(fail)
-    return (
-        dataset.concatenate(short)
-        .take(batches)
-        .apply(tf.data.experimental.assert_cardinality(batches))
-    )
-
-
 def _apply_augment(augment, image, label, seed):
     if getattr(augment, "accepts_seed", False):
         return augment(image, label, seed=seed)
@@ -164,8 +139,73 @@ def _materialize(dataset: tf.data.Dataset) -> indexed.IndexedSource:
     )
 
 
+def _check_pixel_range(images, where: str) -> None:
+    from keras_metacleaner.data.sources.common import looks_unit_scaled
+
+    if looks_unit_scaled(images):
+        raise ValueError(
+            f"group_by_class: {where} holds float pixels in [0, 1], but images must be raw "
+            "pixels in [0, 255] (every backbone normalises them itself, and would see near-black "
+            "images and train at chance); multiply them by 255."
+        )
+
+
+def _peek_pixels(dataset: tf.data.Dataset, count: int = 16) -> None:
+    """Refuses a stream whose first images are float pixels in [0, 1]."""
+    if not dataset.element_spec[0].dtype.is_floating:
+        return
+    try:
+        first = [x for x, _ in dataset.take(count).as_numpy_iterator()]
+    except tf.errors.OpError:  # left to the pipeline to report when it runs
+        return
+    if first:
+        _check_pixel_range(np.stack(first), "the dataset")
+
+
+def _check_context(input_context, groups_per_batch: int) -> tuple[int, int, int]:
+    """(pipelines, this pipeline's id, per-replica K) of a `tf.distribute.InputContext`."""
+    pipelines = int(input_context.num_input_pipelines)
+    pipeline = int(input_context.input_pipeline_id)
+    replicas = int(input_context.num_replicas_in_sync)
+    if pipelines < 1 or not 0 <= pipeline < pipelines or replicas % pipelines:
+        raise ValueError(
+            f"input_context: pipeline {pipeline} of {pipelines} for {replicas} replicas; expected "
+            "0 <= id < pipelines and replicas divisible by pipelines."
+        )
+    if groups_per_batch % replicas:
+        raise ValueError(
+            f"`groups_per_batch`={groups_per_batch} must be divisible by the number of "
+            f"replicas ({replicas}) so that no subset is split between replicas."
+        )
+    return pipelines, pipeline, input_context.get_per_replica_batch_size(groups_per_batch)
+
+
+def steps_per_epoch(labels, subset_size: int, groups_per_batch: int) -> int:
+    """Global batches of one epoch of `group_by_class`: floor(Σ_c ceil(n_c / N) / K).
+
+    With an `input_context` each pipeline yields `steps * replicas / pipelines`
+    per-replica batches, so a distributed epoch is the same number of steps.
+
+    Args:
+        labels: the training labels (`LoadedData.labels`).
+        subset_size: N.
+        groups_per_batch: K, the global number of subsets per step.
+
+    Example:
+
+    >>> steps_per_epoch(np.arange(40) % 4, subset_size=3, groups_per_batch=2)
+    8
+    """
+    labels = np.asarray(labels, np.int64)
+    return _batches_per_epoch(
+        labels,
+        _check_positive_int(subset_size, "subset_size"),
+        _check_positive_int(groups_per_batch, "groups_per_batch"),
+    )
+
+
 def group_by_class(
-    dataset: tf.data.Dataset,
+    source,
     subset_size: int,
     groups_per_batch: int,
     seed: int = 0,
@@ -177,42 +217,63 @@ def group_by_class(
     subset_shuffle_buffer: int | None = None,
     num_replicas: int | None = None,
     num_parallel_calls: int = AUTOTUNE,
+    input_context: tf.distribute.InputContext | None = None,
 ) -> tf.data.Dataset:
     """Batches K subsets of N images that share a label.
 
     Args:
-        dataset: finite `tf.data.Dataset` of `(image, label)`, unbatched.
+        source: a `LoadedData` (from `load`; its view gives the fast index
+            path, its labels are used), or a finite `tf.data.Dataset` of
+            `(image, label)`, unbatched (the streaming path, unless it came
+            from `LoadedData.train` with its view still attached).
         subset_size: N, images per subset.
-        groups_per_batch: K, subsets per batch. May exceed the number of
-            classes (classes then repeat within a batch). Must be divisible
-            by the number of replicas of the current strategy.
+        groups_per_batch: K, subsets per global batch. May exceed the number
+            of classes (classes then repeat within a batch). Must be
+            divisible by the number of replicas.
         seed: seed of every draw; the same seed gives the same sequence of
             epochs.
         num_classes: number of classes (inferred from the labels if omitted).
         augment: optional per-image transform `(image, label) -> (image,
             label)`, e.g. `preprocessing.train_augment(...)`; applied to each
             image after it is drawn, with a per-image seed when it accepts one.
-        labels: optional labels in dataset order (e.g. `info.train_labels`);
-            used to warn about small classes (and checked against the
-            dataset's labels when it came from `load`). On the streaming path
-            they also give the number of batches per epoch, declared when the
-            dataset's size is known (and must then equal their count).
-        in_memory: `None` uses the index path when the dataset has a
-            random-access view (datasets from `load`); `True` also copies any
-            other finite dataset into memory once to use it (pass it
-            un-augmented: the copy is made once); `False` forces the
-            streaming path.
+        labels: optional labels in dataset order (default: a `LoadedData`'s
+            own). Checked against the source's labels when it has a view;
+            on the streaming path they give the number of batches per epoch
+            (declared when the dataset's size is known, which must then
+            equal their count).
+        in_memory: `None` uses the index path when the source has a
+            random-access view; `True` also copies any other finite dataset
+            into memory once to use it (pass it un-augmented: the copy is
+            made once); `False` forces the streaming path.
         shuffle_buffer: streaming path: examples in the shuffle buffer.
         subset_shuffle_buffer: streaming path: subsets in the buffer that
             mixes classes before batching (default `4 * K`).
         num_replicas: replicas to check K against (default: current strategy).
         num_parallel_calls: parallelism of the image maps.
+        input_context: the `tf.distribute.InputContext` that
+            `strategy.distribute_datasets_from_function` passes. On the index
+            path the epoch's global subset plan is cut by input pipeline
+            before any image is read: step s's global batch is split into
+            `num_input_pipelines` consecutive parts and this pipeline keeps
+            part `input_pipeline_id`, so every subset is used by exactly one
+            pipeline, the union is the single-process plan (step by step),
+            and each pipeline decodes only its share. Batches are per replica:
+            `input_context.get_per_replica_batch_size(K)` subsets. On the
+            streaming path each pipeline reads a disjoint shard of the
+            examples instead (`Dataset.shard`), which is not the
+            single-process plan.
 
     Returns:
-        A dataset of `(x float32 [K, N, H, W, C], y int32 [K])`; iterating it
-        again (or `.repeat()`) draws new subsets. Its `cardinality()` is the
-        batches per epoch, floor(Σ_c ceil(n_c / N) / K), on the index path
-        and on the streaming path with `labels`; unknown otherwise.
+        A dataset of `(x float32 [k, N, H, W, C], y int32 [k])`, k = K, or the
+        per-replica share with an `input_context`; iterating it again (or
+        `.repeat()`) draws new subsets. Its `cardinality()` is the batches
+        per epoch, `steps_per_epoch(...)` (times replicas / pipelines with an
+        `input_context`), on the index path and on the streaming path with
+        `labels`; unknown otherwise.
+
+    Raises:
+        ValueError: bad arguments, labels out of range, or float pixels in
+            [0, 1] (images must be raw pixels in [0, 255]).
 
     Example:
 
@@ -223,39 +284,63 @@ def group_by_class(
     >>> xb.shape, yb.shape
     (TensorShape([2, 3, 8, 8, 1]), TensorShape([2]))
     """
+    from keras_metacleaner.data.loaded import LoadedData
+
     subset_size = _check_positive_int(subset_size, "subset_size")
     groups_per_batch = _check_positive_int(groups_per_batch, "groups_per_batch")
-    if not isinstance(dataset, tf.data.Dataset):
-        raise TypeError(f"`dataset` must be a tf.data.Dataset, got {type(dataset).__name__}.")
-    _check_element_spec(dataset)
-    _check_replicas(groups_per_batch, num_replicas)
-
-    source = None if in_memory is False else indexed.get_source(dataset)
-    if source is not None and not source.is_files and source.elements.nbytes > _MAX_CONSTANT_BYTES:
+    shard = None
+    if input_context is not None:
+        shard = _check_context(input_context, groups_per_batch)
+    else:
+        _check_replicas(groups_per_batch, num_replicas)
+    view = None
+    if isinstance(source, LoadedData):
+        view = source.view
+        dataset = source.train if view is None else None
+        if labels is None:
+            labels = source.labels
+    elif isinstance(source, tf.data.Dataset):
+        dataset = source
+        _check_element_spec(dataset)
+        view = indexed.get_source(dataset)
+    else:
+        raise TypeError(
+            "`source` must be a LoadedData or a tf.data.Dataset, got "
+            f"{type(source).__name__}."
+        )
+    if in_memory is False and view is not None:
+        dataset = dataset if dataset is not None else view.to_dataset()
+        view = None
+    if view is not None and not view.is_files and view.elements.nbytes > _MAX_CONSTANT_BYTES:
         # The index path embeds the arrays in the graph, which caps them at 2 GB.
         logger.info(
             "group_by_class: %.1f GB of in-memory images is too large for the index path; "
             "streaming instead.",
-            source.elements.nbytes / 2**30,
+            view.elements.nbytes / 2**30,
         )
-        source = None
-    if source is None and in_memory:
-        source = _materialize(dataset)
+        dataset = dataset if dataset is not None else view.to_dataset()
+        view = None
+    if view is None and in_memory:
+        view = _materialize(dataset)
+    if view is not None and not view.is_files:
+        _check_pixel_range(view.elements, "the source")
+    elif view is None:
+        _peek_pixels(dataset)
     if labels is not None:
         labels = np.asarray(labels)
-        if source is not None and labels.shape != source.labels.shape:
+        if view is not None and labels.shape != view.labels.shape:
             raise ValueError(
-                f"`labels` has {labels.shape[0]} entries but the dataset has {source.size} "
+                f"`labels` has {labels.shape[0]} entries but the dataset has {view.size} "
                 "elements."
             )
-        if source is not None and not np.array_equal(labels, source.labels):
-            differ = int(np.sum(labels != source.labels))
+        if view is not None and not np.array_equal(labels, view.labels):
+            differ = int(np.sum(labels != view.labels))
             raise ValueError(
                 f"`labels` differ from the dataset's own labels at {differ} positions; swap "
-                "them in with keras_metacleaner.data.replace_labels(dataset, labels) first."
+                "them in with LoadedData.with_labels(labels) first."
             )
-    elif source is not None:
-        labels = source.labels
+    elif view is not None:
+        labels = view.labels
     if labels is not None:
         if labels.size and (not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0):
             raise ValueError("`labels` must be non-negative integer class ids.")
@@ -265,26 +350,66 @@ def group_by_class(
             raise ValueError(f"`labels` contain {labels.max()} >= num_classes={num_classes}.")
         _log_small_classes(labels.astype(np.int64), num_classes, subset_size)
 
-    if source is not None:
-        return _index_path(source, subset_size, groups_per_batch, seed, augment, num_parallel_calls)
+    if view is not None:
+        ds = _index_path(
+            view, subset_size, groups_per_batch, seed, augment, num_parallel_calls, shard
+        )
+    else:
+        ds = _streaming(
+            dataset,
+            labels,
+            subset_size,
+            groups_per_batch,
+            seed,
+            augment,
+            shuffle_buffer,
+            subset_shuffle_buffer,
+            num_parallel_calls,
+            shard,
+        )
+    if input_context is not None:
+        # This function already gives each pipeline its own share.
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+        ds = ds.with_options(options)
+    return ds
+
+
+def _streaming(
+    dataset,
+    labels,
+    subset_size,
+    groups_per_batch,
+    seed,
+    augment,
+    shuffle_buffer,
+    subset_shuffle_buffer,
+    num_parallel_calls,
+    shard,
+):
+    batch = groups_per_batch
+    subset_buffer = subset_shuffle_buffer or 4 * groups_per_batch
     batches = None
     size = int(dataset.cardinality())
+    if labels is not None and size >= 0 and size != labels.size:
+        raise ValueError(f"`labels` has {labels.size} entries but the dataset has {size} elements.")
+    if shard is not None:
+        pipelines, pipeline, batch = shard
+        dataset = dataset.shard(pipelines, pipeline)
+        labels = None if labels is None else labels[pipeline::pipelines]
+        size = int(dataset.cardinality())
     if labels is not None and size >= 0:
         # Only a dataset of known size can vouch for the labels' length; the
         # class counts, and with them the batches per epoch, then follow.
-        if size != labels.size:
-            raise ValueError(
-                f"`labels` has {labels.size} entries but the dataset has {size} elements."
-            )
-        batches = _batches_per_epoch(labels.astype(np.int64), subset_size, groups_per_batch)
+        batches = _batches_per_epoch(labels.astype(np.int64), subset_size, batch)
     return _streaming_path(
         dataset,
         subset_size,
-        groups_per_batch,
+        batch,
         seed,
         augment,
         shuffle_buffer,
-        subset_shuffle_buffer or 4 * groups_per_batch,
+        subset_buffer,
         num_parallel_calls,
         batches,
     )
@@ -337,10 +462,25 @@ def _subset_plan(labels: np.ndarray, subset_size: int, groups_per_batch: int, se
     return plan, batches
 
 
-def _index_path(source, subset_size, groups_per_batch, seed, augment, num_parallel_calls):
+def _index_path(
+    source, subset_size, groups_per_batch, seed, augment, num_parallel_calls, shard=None
+):
     plan, batches = _subset_plan(
         source.labels.astype(np.int64), subset_size, groups_per_batch, seed
     )
+    batch = groups_per_batch
+    if shard is not None:
+        # Cut every global batch of the plan into `pipelines` consecutive parts and keep
+        # this pipeline's: disjoint, together the single-process plan, nothing read twice.
+        pipelines, pipeline, batch = shard
+        share = groups_per_batch // pipelines
+        batches = batches * (share // batch)
+        full_plan = plan
+
+        def plan(epoch_seed, draw=0):
+            rows = tf.reshape(full_plan(epoch_seed, draw), [-1, pipelines, share, subset_size])
+            return tf.reshape(rows[:, pipeline], [-1, subset_size])
+
     elements = tf.constant(source.elements)
     labels_t = tf.constant(source.labels, tf.int32)
     epochs = _epoch_seeds(seed)
@@ -353,14 +493,14 @@ def _index_path(source, subset_size, groups_per_batch, seed, augment, num_parall
         return image, label
 
     if not source.is_files and augment is None:
-        # Whole batches at once: one gather of K·N images instead of K·N maps.
+        # Whole batches at once: one gather of k·N images instead of k·N maps.
         def gather_batch(indices):
             images = source.load_fn(tf.gather(elements, tf.reshape(indices, [-1])))
-            images = tf.reshape(images, [groups_per_batch, subset_size, *images.shape[1:]])
+            images = tf.reshape(images, [batch, subset_size, *images.shape[1:]])
             return images, tf.gather(labels_t, indices[:, 0])
 
         ds = epochs.flat_map(lambda s: tf.data.Dataset.from_tensor_slices(plan(s)))
-        ds = ds.batch(groups_per_batch, drop_remainder=True)
+        ds = ds.batch(batch, drop_remainder=True)
         ds = ds.map(gather_batch, num_parallel_calls=num_parallel_calls)
         return ds.apply(tf.data.experimental.assert_cardinality(batches)).prefetch(AUTOTUNE)
 
@@ -376,55 +516,58 @@ def _index_path(source, subset_size, groups_per_batch, seed, augment, num_parall
             )
 
         def to_subsets(x, y):
-            x = tf.reshape(x, [groups_per_batch, subset_size, *x.shape[1:]])
+            x = tf.reshape(x, [batch, subset_size, *x.shape[1:]])
             return x, y[::subset_size]
 
-        # One batch of K·N images, reshaped: cheaper than batch(N) then batch(K).
+        # One batch of k·N images, reshaped: cheaper than batch(N) then batch(k).
         ds = epochs.flat_map(images).map(load_one, num_parallel_calls=num_parallel_calls)
-        ds = ds.batch(groups_per_batch * subset_size, drop_remainder=True)
+        ds = ds.batch(batch * subset_size, drop_remainder=True)
         ds = ds.map(to_subsets)
         return ds.apply(tf.data.experimental.assert_cardinality(batches)).prefetch(AUTOTUNE)
 
     # Files can fail to decode, and a graph cannot catch that: decode whole
     # subsets in one map, let `ignore_errors` drop a subset that failed, and
-    # find the culprit in Python, which only runs when a subset went missing.
+    # find the culprits in Python, which only runs when a subset went missing.
     paths = source.elements
 
-    def subsets(epoch_seed):
+    def epoch_rows(epoch_seed):
         # A second, spare draw after the epoch's own: it replaces the subsets
-        # dropped for unreadable files, so the epoch still has B full batches.
-        indices = tf.concat([plan(epoch_seed), plan(epoch_seed, draw=1)], axis=0)
+        # dropped for unreadable files, so the epoch still has its full batches.
+        return tf.concat([plan(epoch_seed), plan(epoch_seed, draw=1)], axis=0)
+
+    def subsets(epoch_seed):
+        indices = epoch_rows(epoch_seed)
         count = tf.shape(indices, out_type=tf.int64)[0]
-        # Each subset also carries its predecessor's indices, for the report.
-        previous = tf.concat([-tf.ones([1, subset_size], tf.int64), indices[:-1]], axis=0)
         return tf.data.Dataset.from_tensor_slices(
-            (indices, tf.range(count, dtype=tf.int64), previous, tf.fill([count], epoch_seed))
+            (indices, tf.range(count, dtype=tf.int64), tf.fill([count], epoch_seed))
         )
 
-    def load_subset(indices, position, previous, epoch_seed):
+    def load_subset(indices, position, epoch_seed):
         images = [
             load_one(indices[m], position * subset_size + m, epoch_seed)[0]
             for m in range(subset_size)
         ]
         label = tf.gather(labels_t, indices[0])
-        return position, previous, (tf.stack(images), label)
+        return position, epoch_seed, (tf.stack(images), label)
 
-    def report(start, stop, previous):
+    def report(start, stop, epoch_seed):
         if source.errors is None:
             return
-        bad = [p.decode() for p in (paths[i] for i in previous if i >= 0) if not _readable(p)]
-        # Earlier subsets of a longer gap are not known: count one file each.
-        source.errors.record([""] * (stop - start - 1) + (bad or [""]))
+        # Rebuild the epoch's rows (eagerly) to name every file of the missing subsets.
+        rows = epoch_rows(tf.constant(epoch_seed, tf.int64)).numpy()[start:stop]
+        for row in rows:
+            bad = [paths[i] for i in dict.fromkeys(row.tolist()) if not _readable(paths[i])]
+            source.errors.record(bad or [""])
 
     ds = epochs.flat_map(subsets).map(load_subset, num_parallel_calls=num_parallel_calls)
     ds = indexed.skip_unreadable(ds, report)
-    ds = ds.batch(groups_per_batch, drop_remainder=True)
+    ds = ds.batch(batch, drop_remainder=True)
     shortfall = (
         f"group_by_class: fewer than {batches} batches in this epoch: more subsets held "
         "unreadable image files than a spare draw could replace (see "
-        "DatasetInfo.decode_errors); remove or repair the broken files."
+        "DatasetInfo.skipped_files); remove or repair the broken files."
     )
-    return _exactly(ds, batches, shortfall).prefetch(AUTOTUNE)
+    return indexed.exact_length(ds, batches, shortfall).prefetch(AUTOTUNE)
 
 
 def _readable(path: bytes) -> bool:
@@ -507,5 +650,5 @@ def _streaming_path(
             "promise; pass the dataset's own labels in dataset order (swap new ones in with "
             "keras_metacleaner.data.replace_labels)."
         )
-        ds = _exactly(ds, batches, shortfall)
+        ds = indexed.exact_length(ds, batches, shortfall)
     return ds.prefetch(AUTOTUNE)

@@ -1,10 +1,15 @@
 """Random-access views of datasets, so grouping can sample indices, not stream images.
 
-`load` attaches an `IndexedSource` to the datasets of in-memory and
-file-backed sources. `group_by_class` then draws subsets as index arrays and
-reads (or decodes) only the images it emits, instead of pushing every image
-through shuffle and grouping buffers. Anything else (a dataset mapped by the
-user, TFDS) takes the generic streaming path, which needs no such view.
+`load` returns a `LoadedData` whose `view` is an `IndexedSource` for
+in-memory and file-backed sources. `group_by_class` then draws subsets as
+index arrays and reads (or decodes) only the images it emits, instead of
+pushing every image through shuffle and grouping buffers. Anything else (a
+dataset mapped by the user, TFDS) takes the generic streaming path, which
+needs no such view.
+
+For callers of the older API that pass `tf.data.Dataset`s around, the view is
+also attached to the datasets `LoadedData.train` returns (`attach` /
+`get_source`); plain `tf.data` operations drop it, `take` below keeps it.
 """
 
 from __future__ import annotations
@@ -23,43 +28,54 @@ _ATTRIBUTE = "_keras_metacleaner_indexed_source"
 
 
 class DecodeErrors:
-    """Counts unreadable images that the pipelines skipped.
+    """Counts the unreadable image files that were skipped, once per file.
 
-    The first skip is logged once (with the path); later ones are only
-    counted. `count` and `paths` (the first `max_paths` of them) can be read
-    at any time, e.g. after an epoch.
+    The same broken file met again (in a later epoch, or by another split)
+    is not counted again. The first skip is logged (with the path); later
+    ones are only counted. `count` and `paths` (the first `max_paths` of
+    them) can be read at any time, e.g. after training for `results.json`.
 
     Args:
-        max_paths: how many paths of skipped files to keep.
+        max_paths: how many paths of skipped files to keep for messages.
 
     Example:
 
     >>> errors = DecodeErrors()
     >>> errors.record(["a.jpg", "b.jpg"])
+    >>> errors.record(["a.jpg"])  # the same file again: not counted twice
     >>> errors.count, errors.paths
     (2, ['a.jpg', 'b.jpg'])
     """
 
     def __init__(self, max_paths: int = 10):
         self.max_paths = max_paths
-        self.count = 0
         self.paths: list[str] = []
+        self._seen: set[str] = set()
+        self._unknown = 0
         self._logged = False
         self._lock = threading.Lock()
 
+    @property
+    def count(self) -> int:
+        """Distinct files skipped so far (plus any skip whose file was unknown)."""
+        return len(self._seen) + self._unknown
+
     def record(self, paths) -> None:
-        """Adds skipped files (str or bytes paths; an empty string counts as unknown)."""
+        """Adds skipped files (str or bytes paths; an empty string is an unknown file)."""
         paths = [p.decode() if isinstance(p, bytes) else str(p) for p in paths]
         with self._lock:
-            self.count += len(paths)
             for path in paths:
-                if path and len(self.paths) < self.max_paths and path not in self.paths:
-                    self.paths.append(path)
-            if not self._logged:
+                if not path:
+                    self._unknown += 1
+                elif path not in self._seen:
+                    self._seen.add(path)
+                    if len(self.paths) < self.max_paths:
+                        self.paths.append(path)
+            if paths and not self._logged:
                 self._logged = True
                 logger.warning(
-                    "Skipped %d unreadable or corrupt image(s) so far (first: %s); further "
-                    "skips are counted silently (see DatasetInfo.decode_errors).",
+                    "Skipped %d unreadable or corrupt image file(s) so far (first: %s); further "
+                    "skips are counted silently (see DatasetInfo.skipped_files).",
                     self.count,
                     ", ".join(self.paths) or "unknown",
                 )
@@ -70,15 +86,17 @@ class DecodeErrors:
 
 @dataclasses.dataclass(frozen=True)
 class IndexedSource:
-    """A dataset's elements by index.
+    """A dataset's elements by index: what makes the fast grouping path possible.
 
     Args:
-        elements: images `[n, H, W, C]` (any numeric dtype) or file paths `[n]`.
+        elements: images `[n, H, W, C]` (any numeric dtype) or file paths `[n]`
+            (bytes objects).
         labels: int32 `[n]`, in dataset order.
         load_fn: graph function from one element (or, for images, a batch of
             them) to float32 raw-pixel image(s).
         is_files: whether `elements` are paths (reading can then fail).
         errors: counter for skipped files.
+        image_shape: `(H, W, C)` that `load_fn` returns (needed for files).
     """
 
     elements: np.ndarray
@@ -86,6 +104,7 @@ class IndexedSource:
     load_fn: Callable
     is_files: bool = False
     errors: DecodeErrors | None = None
+    image_shape: tuple | None = None
 
     @property
     def size(self) -> int:
@@ -93,6 +112,84 @@ class IndexedSource:
 
     def with_labels(self, labels) -> IndexedSource:
         return dataclasses.replace(self, labels=np.asarray(labels, dtype=np.int32))
+
+    def select(self, positions) -> IndexedSource:
+        """The view of the elements at `positions` (an index array or a slice)."""
+        return dataclasses.replace(
+            self, elements=self.elements[positions], labels=self.labels[positions]
+        )
+
+    def to_dataset(self) -> tf.data.Dataset:
+        """The unbatched `(image float32, label int32)` dataset of these elements, in order.
+
+        File elements that cannot be read are skipped and counted in `errors`;
+        the dataset still yields exactly `size` elements (its declared
+        cardinality), the places of skipped files being refilled from a second
+        pass, so that Keras knows an epoch's length.
+        """
+        if self.is_files:
+            ds = _files_dataset(self)
+        else:
+            load_fn = self.load_fn
+            ds = tf.data.Dataset.from_tensor_slices((self.elements, self.labels))
+            ds = ds.map(lambda x, y: (load_fn(x), y), num_parallel_calls=tf.data.AUTOTUNE)
+        return attach(ds, self)
+
+
+def _files_dataset(source: IndexedSource) -> tf.data.Dataset:
+    n = source.size
+    paths, load_fn, errors = source.elements, source.load_fn, source.errors
+    ds = tf.data.Dataset.from_tensor_slices(
+        (np.arange(n, dtype=np.int64), np.asarray(paths, dtype=object), source.labels)
+    )
+    ds = ds.map(
+        lambda position, path, label: (position, position, (position, load_fn(path), label)),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
+    # A sentinel after the last file lets a failure at the very end be noticed too.
+    empty = tf.zeros(source.image_shape, tf.float32)
+    sentinel = (np.int64(n), np.int64(n), (np.int64(n), empty, np.int32(0)))
+    ds = ds.concatenate(tf.data.Dataset.from_tensors(sentinel))
+
+    def report(start, stop, hint):
+        del hint
+        if errors is not None:
+            errors.record([paths[i] for i in range(start, min(stop, n))])
+
+    ds = skip_unreadable(ds, report)
+    ds = ds.filter(lambda position, image, label: position < n)
+    ds = ds.map(lambda position, image, label: (image, label))
+    shortfall = (
+        f"More than half of {n} image files could not be decoded (see "
+        "DatasetInfo.skipped_files); remove or repair them."
+    )
+    # A second pass refills the places of files that failed only now (not at load).
+    return exact_length(ds.repeat(2), n, shortfall)
+
+
+def exact_length(dataset: tf.data.Dataset, count: int, shortfall: str) -> tf.data.Dataset:
+    """`dataset` cut to `count` elements and declared so; fails with `shortfall` if shorter.
+
+    The declared count must be exact: Keras ends an epoch after that many
+    steps and would warn (or, for a shorter input, fail inside
+    `assert_cardinality` with a message that names no cause).
+    """
+
+    def fail(zero):
+        # The condition depends on the element, so no graph optimisation can
+        # evaluate the assertion before this element is actually reached.
+        check = tf.debugging.Assert(tf.not_equal(zero, 0), [shortfall])
+        with tf.control_dependencies([check]):
+            return tf.nest.map_structure(
+                lambda spec: tf.zeros(spec.shape, spec.dtype), dataset.element_spec
+            )
+
+    short = tf.data.Dataset.from_tensors(tf.constant(0, tf.int64)).map(fail)
+    return (
+        dataset.concatenate(short)
+        .take(count)
+        .apply(tf.data.experimental.assert_cardinality(count))
+    )
 
 
 def attach(dataset: tf.data.Dataset, source: IndexedSource) -> tf.data.Dataset:
@@ -106,20 +203,23 @@ def get_source(dataset: tf.data.Dataset) -> IndexedSource | None:
     return getattr(dataset, _ATTRIBUTE, None)
 
 
-def take(dataset: tf.data.Dataset, count: int) -> tf.data.Dataset:
-    """The first `count` elements of `dataset`, keeping its random-access view.
+def take(dataset, count: int):
+    """The first `count` training examples, keeping the fast random-access path.
 
+    Kept for callers of the tuple API; `LoadedData.take(count)` is the same.
     `dataset.take(count)` alone loses the view that `load` attached, so
     `group_by_class` would fall back to its slower streaming path.
 
     Args:
-        dataset: a `tf.data.Dataset`, usually one returned by `load`.
-        count: how many elements to keep (all of them if the dataset is
+        dataset: a `LoadedData`, or a `tf.data.Dataset` (usually
+            `load(...).train`).
+        count: how many elements to keep (all of them if the data is
             shorter), an integer >= 0.
 
     Returns:
-        The dataset of the first `count` elements; when `dataset` has a
-        random-access view, the result has the view of those elements.
+        For a `LoadedData`, `dataset.take(count)`; for a dataset, the dataset
+        of its first `count` elements, with the view of those elements when
+        it had one.
 
     Example:
 
@@ -129,19 +229,20 @@ def take(dataset: tf.data.Dataset, count: int) -> tf.data.Dataset:
     >>> int(small.cardinality())
     1000
     """
-    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 0:
-        raise ValueError(f"take: `count` must be an integer >= 0, got {count!r}.")
-    count = int(count)
+    count = check_count(count, "take")
+    if not isinstance(dataset, tf.data.Dataset):
+        return dataset.take(count)
     result = dataset.take(count)
     source = get_source(dataset)
     if source is not None:
-        attach(
-            result,
-            dataclasses.replace(
-                source, elements=source.elements[:count], labels=source.labels[:count]
-            ),
-        )
+        attach(result, source.select(slice(0, count)))
     return result
+
+
+def check_count(count, where: str) -> int:
+    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 0:
+        raise ValueError(f"{where}: `count` must be an integer >= 0, got {count!r}.")
+    return int(count)
 
 
 def skip_unreadable(dataset: tf.data.Dataset, report_fn: Callable) -> tf.data.Dataset:

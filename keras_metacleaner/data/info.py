@@ -24,8 +24,9 @@ class DatasetInfo:
         train_clean_labels: int32 `[train_size]` true labels where the source
             has them (for diagnostics such as α AUROC only), else `None`.
         splits: extra splits by name, e.g. `"val"`, `"clean_train"`.
-        decode_errors: the counter of unreadable images skipped while
-            iterating file-backed datasets (`None` for in-memory sources).
+        decode_errors: the counter of unreadable image files skipped, at load
+            and while iterating file-backed datasets (`None` for in-memory
+            sources).
 
     Example:
 
@@ -44,6 +45,15 @@ class DatasetInfo:
     train_clean_labels: np.ndarray | None = None
     splits: dict[str, tf.data.Dataset] = dataclasses.field(default_factory=dict)
     decode_errors: object | None = None
+
+    @property
+    def skipped_files(self) -> int:
+        """How many distinct image files were skipped as unreadable so far (0 for arrays).
+
+        Files refused at load are counted at once; a file that only fails
+        when decoded later is added when a pipeline meets it.
+        """
+        return 0 if self.decode_errors is None else int(self.decode_errors.count)
 
     def class_counts(self) -> np.ndarray:
         """Number of training examples per class, `[num_classes]` int64."""

@@ -3,79 +3,40 @@
 from __future__ import annotations
 
 import logging
-import urllib.parse
+import warnings
 
-from keras_metacleaner.data.sources import (
-    clothing1m,
-    fashion_mnist,
-    folder,
-    food101n,
-    npz,
-    tfds_source,
-)
+from keras_metacleaner.data.loaded import LoadedData
+from keras_metacleaner.data.registry import SOURCES, parse_spec
 
 logger = logging.getLogger(__name__)
 
-SOURCES = ("fashion_mnist", "npz", "folder", "tfds", "food101n", "clothing1m")
+__all__ = ["SOURCES", "load", "parse_spec"]
 
 
-def parse_spec(spec: str) -> tuple[str, str, dict[str, str]]:
-    """Splits `"kind:target?key=value&..."` into `(kind, target, options)`.
-
-    Args:
-        spec: e.g. `"fashion_mnist"`, `"npz:/data/x.npz"`,
-            `"tfds:cifar10_n?label=worse_label"`.
-
-    Returns:
-        `(kind, target, options)`; `target` is `""` when absent.
-
-    Example:
-
-    >>> parse_spec("tfds:cifar10_n?label=worse_label")
-    ('tfds', 'cifar10_n', {'label': 'worse_label'})
-    """
-    if not isinstance(spec, str) or not spec.strip():
-        raise ValueError(f"Dataset spec must be a non-empty string, got {spec!r}.")
-    spec = spec.strip()
-    body, _, query = spec.partition("?")
-    kind, _, target = body.partition(":")
-    if kind not in SOURCES:
-        raise ValueError(
-            f"Unknown dataset spec {spec!r}: source {kind!r} is not one of {list(SOURCES)} "
-            "(e.g. fashion_mnist, npz:PATH, folder:PATH, tfds:NAME?label=KEY, food101n:ROOT, "
-            "clothing1m:ROOT)."
-        )
-    try:
-        pairs = urllib.parse.parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query))
-    except ValueError as error:
-        raise ValueError(f"Dataset spec {spec!r}: cannot parse options {query!r}.") from error
-    options = dict(pairs)
-    if len(options) != len(pairs):
-        raise ValueError(f"Dataset spec {spec!r}: an option is given twice.")
-    if kind != "fashion_mnist" and not target:
-        raise ValueError(f"Dataset spec {spec!r}: {kind} needs a target, e.g. {kind}:PATH.")
-    if kind == "fashion_mnist" and target:
-        raise ValueError(f"Dataset spec {spec!r}: fashion_mnist takes no target (use ?dir=DIR).")
-    return kind, target, options
-
-
-def load(spec: str, *, image_size=None, validation_split: float = 0.0, seed: int = 0):
-    """Loads a dataset by spec.
+def load(spec: str, *, image_size=None, seed: int = 0, validation_split=None) -> LoadedData:
+    """Loads a dataset by spec, refusing bad data before anything trains.
 
     Args:
-        spec: `fashion_mnist`, `npz:PATH`, `folder:PATH`,
+        spec: `fashion_mnist`, `npz:PATH`, `folder:PATH[?test_fraction=F]`,
             `tfds:NAME?label=KEY&...`, `food101n:ROOT[?test=ROOT]` or
-            `clothing1m:ROOT`.
+            `clothing1m:ROOT` (the sources of `registry.SOURCES`).
         image_size: int or `(height, width)` to resize every image to, or
             `None` to keep the source's size.
-        validation_split: fraction of the training data held out as
-            `info.splits["val"]` (for `folder:` without `test/`, the test split).
-        seed: seed of the held-out draw.
+        seed: seed of any draw a source makes (e.g. `folder:`'s test split).
+        validation_split: deprecated. Hold out a validation split after
+            noise injection with `LoadedData.split_validation` instead.
 
     Returns:
-        `(train, test, info)`: unshuffled, unbatched `tf.data.Dataset`s of
-        `(image float32 [H, W, C] raw pixels, label int32)` and a
-        `DatasetInfo`.
+        A `LoadedData`: it unpacks as `train, test, info` (unshuffled,
+        unbatched datasets of `(image float32 [H, W, C] raw pixels, label
+        int32)` and a `DatasetInfo`) and carries `labels`, `clean_labels`,
+        `paths` and the fast view that `group_by_class` uses.
+
+    Raises:
+        ValueError: naming the spec or file and what was expected, for bad
+            data (missing arrays, labels out of range, x / y length mismatch,
+            empty splits, wrong image rank, non-finite pixels, float pixels in
+            [0, 1], bad class names, a file that is not an .npz, ...).
 
     Example:
 
@@ -84,27 +45,43 @@ def load(spec: str, *, image_size=None, validation_split: float = 0.0, seed: int
     (10, (28, 28, 1))
     """
     kind, target, options = parse_spec(spec)
-    if not isinstance(validation_split, (int, float)) or not 0.0 <= validation_split < 1.0:
-        raise ValueError(f"`validation_split` must be in [0, 1), got {validation_split!r}.")
-    kwargs = dict(image_size=image_size, validation_split=validation_split, seed=seed)
-    if kind == "fashion_mnist":
-        result = fashion_mnist.load(options, **kwargs)
-    else:
-        module = {
-            "npz": npz,
-            "folder": folder,
-            "tfds": tfds_source,
-            "food101n": food101n,
-            "clothing1m": clothing1m,
-        }[kind]
-        result = module.load(target, options, **kwargs)
-    info = result[2]
+    if validation_split is not None and validation_split != 0:
+        return _load_with_validation_split(spec, kind, image_size, seed, validation_split)
+    loaded = SOURCES[kind].load_fn()(target, options, image_size=image_size, seed=seed)
+    info = loaded.info
     logger.info(
-        "Loaded %s: %d train / %d test images of shape %s, %d classes.",
+        "Loaded %s: %d train / %d test images of shape %s, %d classes%s.",
         spec,
         info.train_size,
         info.test_size,
         info.image_shape,
         info.num_classes,
+        f", {info.skipped_files} unreadable file(s) skipped" if info.skipped_files else "",
     )
-    return result
+    return loaded
+
+
+def _load_with_validation_split(spec, kind, image_size, seed, fraction) -> LoadedData:
+    """The old `validation_split=` behaviour: a split cut before any noise, in `info.splits`."""
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)):
+        raise ValueError(f"`validation_split` must be in [0, 1), got {fraction!r}.")
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"`validation_split` must be in [0, 1), got {fraction!r}.")
+    warnings.warn(
+        "load(validation_split=) is deprecated: cut a validation split after noise injection "
+        "with LoadedData.split_validation(fraction, seed) (or, for a folder without train/ and "
+        "test/, hold out its test split with folder:PATH?test_fraction=F).",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    if kind == "folder":
+        from keras_metacleaner.data.sources import folder
+
+        _, target, options = parse_spec(spec)
+        if not folder.has_splits(target) and "test_fraction" not in options:
+            return load(f"{spec}{'&' if '?' in spec else '?'}test_fraction={fraction}",
+                        image_size=image_size, seed=seed)
+    loaded = load(spec, image_size=image_size, seed=seed)
+    kept, held = loaded.split_validation(fraction, seed)
+    kept.info.splits = {**kept.info.splits, "val": held.train}
+    return kept

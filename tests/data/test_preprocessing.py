@@ -70,14 +70,18 @@ def test_corrupt_and_missing_files_are_skipped_counted_and_logged_once(
     labels = np.arange(len(paths)) % 2
     errors = DecodeErrors()
     ds = common.files_dataset(paths, labels, (10, 12, 3), errors)
+    # The declared length holds: the two missing places are refilled from a second pass.
+    assert int(ds.cardinality()) == 7
     with caplog.at_level(logging.WARNING, logger="keras_metacleaner"):
         out = list(ds.as_numpy_iterator())
-        assert len(out) == 5
+        assert len(out) == 7
         assert errors.count == 2
         assert errors.paths == [paths[2], paths[-1]]
         list(ds.as_numpy_iterator())
-    assert errors.count == 4
+    assert errors.count == 2  # per file, not per hit
     warnings = [r for r in caplog.records if "unreadable" in r.getMessage()]
     assert len(warnings) == 1 and "bad.jpg" in warnings[0].getMessage()
-    assert [int(y) for _, y in out] == [0, 1, 1, 0, 1]  # labels stay with their images
+    # Labels stay with their images; the refill starts again from the first good file.
+    assert [int(y) for _, y in out] == [0, 1, 1, 0, 1, 0, 1]
+    np.testing.assert_array_equal(out[5][0], out[0][0])
     assert os.path.basename(paths[2]) == "bad.jpg"

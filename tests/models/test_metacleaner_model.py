@@ -163,21 +163,6 @@ def test_member_weights_fall_back_to_equal_when_every_alpha_is_zero():
     )
 
 
-def test_member_loss_weights_each_member_by_alpha_itself_by_default():
-    model = tiny_model("label_confidence", seed=0, member_loss_weight=1.0)
-    assert not model.normalize_member_weights
-    logits = np.random.default_rng(0).normal(size=(1, N, C)).astype("float32")
-    labels = np.array([1])
-    alpha = np.array([[0.5, 0.25, 0.0]], "float32")
-    probabilities = keras.ops.convert_to_numpy(keras.ops.softmax(logits))[0]
-    losses = -np.log(probabilities[:, 1])
-    # Σ w_i·CE_i / (K·N): Keras' sum-over-batch-size reduction.
-    for normalize, weights in ((False, alpha[0]), (True, N * alpha[0] / alpha.sum())):
-        model.normalize_member_weights = normalize
-        loss = model._member_loss(labels, alpha, logits, None)
-        assert float(loss) == pytest.approx(float(np.sum(weights * losses) / N), rel=1e-5)
-
-
 @pytest.mark.parametrize(
     "reduce, expected", [(None, [2.0, 1.0]), ("max_alpha", [0.1, 1.0]), ("mean_alpha", [0.1, 0.5])]
 )
@@ -189,15 +174,6 @@ def test_subset_loss_weights_scale_each_subset_by_its_alpha(reduce, expected):
         weights = weights / np.array([2.0, 1.0])  # the sample weights multiply in
         expected = [a.max() if reduce == "max_alpha" else a.mean() for a in alpha]
     np.testing.assert_allclose(keras.ops.convert_to_numpy(weights), expected, rtol=1e-6)
-
-
-def test_normalized_subset_weights_average_one_over_the_batch():
-    model = tiny_model(
-        "label_confidence", seed=0, subset_loss_weights="max_alpha", normalize_subset_weights=True
-    )
-    alpha = np.array([[0.05, 0.05, 0.05], [1.0, 0.45, 0.05], [0.5, 0.2, 0.1]], "float32")
-    weights = keras.ops.convert_to_numpy(model._subset_weights(alpha, None))
-    np.testing.assert_allclose(weights, np.array([0.05, 1.0, 0.5]) / (1.55 / 3), rtol=1e-6)
 
 
 def test_subset_loss_weights_enter_the_training_loss():
@@ -529,8 +505,7 @@ def test_get_config_round_trip():
         mode="loss_reweight",
         shuffle_subsets=False,
         seed=3,
-        subset_loss_weights="max_alpha",
-        normalize_subset_weights=True,
+        subset_loss_weights=None,
     )
     config = model.get_config()
     pristine = copy.deepcopy(config)
@@ -538,4 +513,4 @@ def test_get_config_round_trip():
     assert config == pristine, "from_config must not consume the caller's config"
     assert clone.get_config() == config
     assert clone.mode == "loss_reweight" and clone.weighting.gate == "exp"
-    assert clone.subset_loss_weights == "max_alpha" and clone.normalize_subset_weights
+    assert clone.subset_loss_weights is None and clone.member_loss_weight == 0.0

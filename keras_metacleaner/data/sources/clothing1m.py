@@ -49,16 +49,21 @@ def _key_values(path: str, what: str) -> dict[str, int]:
     return table
 
 
-def load(root: str, options: dict, image_size=None, validation_split: float = 0.0, seed: int = 0):
-    """`clothing1m:ROOT` -> `(train, test, info)`.
+def load(root: str, options: dict, *, image_size=None, seed: int = 0):
+    """`clothing1m:ROOT[?verify=header|none]` -> `LoadedData`.
 
     Train: the noisy training keys with their noisy labels
     (`info.train_clean_labels`: the clean label where `clean_label_kv.txt`
     has the key, else -1). Test: the clean test keys. `info.splits` holds
     `"clean_train"` (for fine-tuning) and `"val"` (clean validation keys).
     """
+    del seed  # nothing is drawn
+    options = dict(options)
+    verify = common.verify_option(options, f"clothing1m:{root}")
     if options:
-        raise ValueError(f"clothing1m:{root}: the source takes no options, got {sorted(options)}.")
+        raise ValueError(
+            f"clothing1m:{root}: unknown option(s) {sorted(options)}; known: ['verify']."
+        )
     root = common.check_path(root, "Clothing1M root", directory=True)
 
     def file(name):
@@ -103,8 +108,7 @@ def load(root: str, options: dict, image_size=None, validation_split: float = 0.
         (train_paths, train_labels),
         test,
         image_size,
-        validation_split,
-        seed,
         extra_splits=extra,
         train_clean_labels=train_clean,
+        verify=verify,
     )

@@ -49,6 +49,60 @@ def check_nonempty(size: int, where: str) -> None:
         raise ValueError(f"{where} is empty.")
 
 
+def check_class_names(names, where: str) -> list[str]:
+    """Class names as non-empty one-line strings, no two alike (they name files and outputs)."""
+    names = [n.decode() if isinstance(n, bytes) else n for n in names]
+    for i, name in enumerate(names):
+        if not isinstance(name, str) or not name.strip() or "\n" in name or "\r" in name:
+            raise ValueError(
+                f"{where}: class name {i} is {name!r}; expected a non-empty name on one line."
+            )
+    if len(set(names)) != len(names):
+        twice = sorted({n for n in names if names.count(n) > 1})
+        raise ValueError(f"{where}: class name(s) {twice[:5]} appear more than once.")
+    return [str(n) for n in names]
+
+
+def check_pixels(images: np.ndarray, where: str) -> None:
+    """Refuses non-finite pixels and float pixels scaled to [0, 1] instead of raw [0, 255].
+
+    Every backbone normalises raw pixels itself; images already divided by
+    255 would reach it as near-black and train at chance. They are refused,
+    not rescaled: the same data must mean the same thing in training,
+    evaluation and serving, so the fix belongs where the arrays are made.
+    """
+    if images.size == 0 or not np.issubdtype(images.dtype, np.floating):
+        return
+    finite = np.isfinite(images)
+    if not finite.all():
+        bad = np.argwhere(~finite)[0]
+        raise ValueError(
+            f"{where}: {int((~finite).sum())} pixel(s) are NaN or infinite (first in image "
+            f"{bad[0]}, value {images[tuple(bad)]}); expected finite raw pixels in [0, 255]."
+        )
+    if looks_unit_scaled(images):
+        raise ValueError(
+            f"{where}: float pixels lie in [0, 1] (max {float(images.max()):.4g}), but images must "
+            "be raw pixels in [0, 255] (every backbone normalises them itself); multiply the "
+            "arrays by 255 (or save them as uint8)."
+        )
+
+
+def looks_unit_scaled(images) -> bool:
+    """Whether float pixels look divided by 255: all in [0, 1], some strictly between.
+
+    All-zero data and binary {0, 1} images are not flagged: nothing tells them
+    from very dark raw pixels.
+    """
+    images = np.asarray(images)
+    if images.size == 0 or not np.issubdtype(images.dtype, np.floating):
+        return False
+    low, high = float(images.min()), float(images.max())
+    if low < 0.0 or high > 1.0 or high == 0.0:
+        return False
+    return bool(np.any((images > 0) & (images < 1)))
+
+
 def image_size_tuple(image_size) -> tuple[int, int] | None:
     if image_size is None:
         return None
@@ -64,8 +118,8 @@ def split_off(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarra
     return np.sort(order[count:]), np.sort(order[:count])
 
 
-def array_dataset(images: np.ndarray, labels: np.ndarray, image_size=None) -> tf.data.Dataset:
-    """An in-memory `(image float32, label int32)` dataset with a random-access view."""
+def array_source(images: np.ndarray, labels: np.ndarray, image_size=None) -> indexed.IndexedSource:
+    """The random-access view of in-memory images (resized on the fly to `image_size`)."""
     size = image_size_tuple(image_size)
 
     def load_fn(x):
@@ -77,10 +131,12 @@ def array_dataset(images: np.ndarray, labels: np.ndarray, image_size=None) -> tf
             return tf.reshape(flat, [*x.shape[:2], *flat.shape[1:]])
         return preprocessing.resize(x, size)
 
-    labels = np.asarray(labels, dtype=np.int32)
-    ds = tf.data.Dataset.from_tensor_slices((images, labels))
-    ds = ds.map(lambda x, y: (load_fn(x), y), num_parallel_calls=AUTOTUNE)
-    return indexed.attach(ds, indexed.IndexedSource(images, labels, load_fn))
+    return indexed.IndexedSource(images, np.asarray(labels, dtype=np.int32), load_fn)
+
+
+def array_dataset(images: np.ndarray, labels: np.ndarray, image_size=None) -> tf.data.Dataset:
+    """An in-memory `(image float32, label int32)` dataset with a random-access view."""
+    return array_source(images, labels, image_size).to_dataset()
 
 
 def as_nhwc(images: np.ndarray, where: str) -> np.ndarray:
@@ -96,17 +152,52 @@ def as_nhwc(images: np.ndarray, where: str) -> np.ndarray:
     return images
 
 
+TF_FORMATS = ("JPEG", "PNG", "GIF", "BMP")
+
+
 def probe_image(path: str) -> tuple[int, int, int]:
-    """(height, width, channels) of an image file, read with PIL."""
+    """(height, width, channels) of an image file, from its header (read with PIL).
+
+    Raises:
+        ValueError: naming the file, when it is not an image TensorFlow can decode.
+    """
     from PIL import Image
 
     try:
         with Image.open(path) as image:
             width, height = image.size
             channels = 1 if image.mode in ("L", "I", "I;16", "1") else 3
+            kind = image.format
     except Exception as error:
         raise ValueError(f"Cannot read image {path!r}: {error}") from error
+    if kind not in TF_FORMATS:
+        raise ValueError(f"Cannot read image {path!r}: format {kind} is not one of {TF_FORMATS}.")
     return height, width, channels
+
+
+def readable_files(paths: list[str], verify: str, errors: indexed.DecodeErrors) -> np.ndarray:
+    """Positions of the files to keep; the others are recorded in `errors` (once per file).
+
+    `verify="header"` reads every file's header (in threads) and drops what is
+    not a JPEG / PNG / GIF / BMP image; `"none"` keeps everything (a file that
+    fails later is still skipped and counted by the pipelines).
+    """
+    if verify == "none" or not paths:
+        return np.arange(len(paths))
+    from concurrent.futures import ThreadPoolExecutor
+
+    def ok(path):
+        try:
+            probe_image(path)
+        except ValueError:
+            return False
+        return True
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        good = np.fromiter(pool.map(ok, paths, chunksize=256), bool, len(paths))
+    if not good.all():
+        errors.record([p for p, g in zip(paths, good) if not g])
+    return np.flatnonzero(good)
 
 
 def file_loader(image_shape: tuple[int, int, int]):
@@ -120,42 +211,31 @@ def file_loader(image_shape: tuple[int, int, int]):
     return load_fn
 
 
+def files_source(
+    paths: list[str],
+    labels: np.ndarray,
+    image_shape: tuple[int, int, int],
+    errors: indexed.DecodeErrors,
+) -> indexed.IndexedSource:
+    """The random-access view of image files decoded to `image_shape`."""
+    return indexed.IndexedSource(
+        encode_paths(paths),
+        np.asarray(labels, dtype=np.int32),
+        file_loader(image_shape),
+        is_files=True,
+        errors=errors,
+        image_shape=tuple(image_shape),
+    )
+
+
 def files_dataset(
     paths: list[str],
     labels: np.ndarray,
     image_shape: tuple[int, int, int],
     errors: indexed.DecodeErrors,
 ) -> tf.data.Dataset:
-    """`(image, label)` from image files; unreadable files are skipped and counted.
-
-    A sentinel element after the last file lets a failure at the very end
-    be noticed too.
-    """
-    n = len(paths)
-    labels = np.asarray(labels, dtype=np.int32)
-    load_fn = file_loader(image_shape)
-    ds = tf.data.Dataset.from_tensor_slices(
-        (np.arange(n, dtype=np.int64), encode_paths(paths), labels)
-    )
-    ds = ds.map(
-        lambda position, path, label: (position, position, (position, load_fn(path), label)),
-        num_parallel_calls=AUTOTUNE,
-    )
-    empty = tf.zeros(image_shape, tf.float32)
-    sentinel = (np.int64(n), np.int64(n), (np.int64(n), empty, np.int32(0)))
-    ds = ds.concatenate(tf.data.Dataset.from_tensors(sentinel))
-
-    def report(start, stop, hint):
-        del hint
-        errors.record([paths[i] for i in range(start, min(stop, n))])
-
-    ds = indexed.skip_unreadable(ds, report)
-    ds = ds.filter(lambda position, image, label: position < n)
-    ds = ds.map(lambda position, image, label: (image, label))
-    source = indexed.IndexedSource(
-        encode_paths(paths), labels, load_fn, is_files=True, errors=errors
-    )
-    return indexed.attach(ds, source)
+    """`(image, label)` from image files; unreadable files are skipped and counted."""
+    return files_source(paths, labels, image_shape, errors).to_dataset()
 
 
 def encode_paths(paths) -> np.ndarray:
@@ -177,50 +257,72 @@ def read_lines(path: str, what: str) -> list[str]:
         return [line.strip() for line in handle if line.strip()]
 
 
+VERIFY = ("header", "none")
+
+
+def verify_option(options: dict, where: str) -> str:
+    """Pops `verify=header|none` from a file source's options."""
+    verify = options.pop("verify", "header")
+    if verify not in VERIFY:
+        raise ValueError(f"{where}: verify={verify!r}; expected one of {list(VERIFY)}.")
+    return verify
+
+
 def from_file_lists(
     name: str,
     class_names: list[str],
     train: tuple[list[str], np.ndarray],
     test: tuple[list[str], np.ndarray],
     image_size=None,
-    validation_split: float = 0.0,
-    seed: int = 0,
     extra_splits: dict | None = None,
     train_clean_labels: np.ndarray | None = None,
+    verify: str = "header",
 ):
-    """Builds `(train, test, info)` from lists of image files and their labels.
+    """Builds a `LoadedData` from lists of image files and their labels.
 
-    The image shape is `image_size` (or the first training image's size), with
-    1 channel if that image is grayscale, else 3; every image is decoded to
-    it. Unreadable files are skipped and counted in `info.decode_errors`.
+    Files that are not readable images are left out at load (with
+    `verify="header"`) and counted once each in `info.skipped_files`, so the
+    splits have their exact sizes. The image shape is `image_size` (or the
+    first readable training image's size), with 1 channel if that image is
+    grayscale, else 3; every image is decoded to it.
     """
     from keras_metacleaner.data.info import DatasetInfo
+    from keras_metacleaner.data.loaded import LoadedData
 
+    class_names = check_class_names(class_names, f"{name} class names")
     num_classes = len(class_names)
-    train_paths, train_labels = list(train[0]), check_labels(train[1], num_classes, f"{name} train")
-    test_paths, test_labels = list(test[0]), check_labels(test[1], num_classes, f"{name} test")
-    check_nonempty(len(train_paths), f"{name}: the train split")
-    check_nonempty(len(test_paths), f"{name}: the test split")
-    height, width, channels = probe_image(train_paths[0])
-    size = image_size_tuple(image_size) or (height, width)
-    image_shape = (*size, channels)
     errors = indexed.DecodeErrors()
 
-    splits = {}
-    for split, (paths, labels) in (extra_splits or {}).items():
+    def readable(paths, labels, split, clean=None):
         labels = check_labels(labels, num_classes, f"{name} {split}")
+        paths = list(paths)
+        if len(paths) != labels.size:
+            raise ValueError(f"{name} {split}: {len(paths)} files but {labels.size} labels.")
         check_nonempty(len(paths), f"{name}: the {split} split")
-        splits[split] = files_dataset(list(paths), labels, image_shape, errors)
-    if validation_split:
-        keep, held = split_off(len(train_paths), validation_split, seed)
-        splits["val"] = files_dataset(
-            [train_paths[i] for i in held], train_labels[held], image_shape, errors
-        )
-        train_paths, train_labels = [train_paths[i] for i in keep], train_labels[keep]
-        if train_clean_labels is not None:
-            train_clean_labels = train_clean_labels[keep]
-        check_nonempty(len(train_paths), f"{name}: the train split after validation_split")
+        keep = readable_files(paths, verify, errors)
+        check_nonempty(keep.size, f"{name}: the {split} split after skipping unreadable files")
+        clean = None if clean is None else np.asarray(clean, np.int32)[keep]
+        return [paths[i] for i in keep], labels[keep], clean
 
+    train_paths, train_labels, train_clean_labels = readable(*train, "train", train_clean_labels)
+    test_paths, test_labels, _ = readable(*test, "test")
+    extra = {split: readable(*lists, split)[:2] for split, lists in (extra_splits or {}).items()}
+    shape = None
+    for path in train_paths:  # a corrupt first file (with verify=none) must not stop the load
+        try:
+            shape = probe_image(path)
+            break
+        except ValueError:
+            errors.record([path])
+    if shape is None:
+        raise ValueError(f"{name}: none of the {len(train_paths)} training files is readable.")
+    height, width, channels = shape
+    size = image_size_tuple(image_size) or (height, width)
+    image_shape = (*size, channels)
+    splits = {
+        split: files_dataset(paths, labels, image_shape, errors)
+        for split, (paths, labels) in extra.items()
+    }
     info = DatasetInfo(
         name=name,
         num_classes=num_classes,
@@ -233,8 +335,10 @@ def from_file_lists(
         splits=splits,
         decode_errors=errors,
     )
-    return (
-        files_dataset(train_paths, train_labels, image_shape, errors),
-        files_dataset(test_paths, test_labels, image_shape, errors),
+    return LoadedData(
         info,
+        files_dataset(test_paths, test_labels, image_shape, errors),
+        train_labels,
+        view=files_source(train_paths, train_labels, image_shape, errors),
+        clean_labels=train_clean_labels,
     )

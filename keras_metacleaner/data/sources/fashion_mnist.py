@@ -110,12 +110,14 @@ def load_arrays(directory: str | None = None) -> dict[str, np.ndarray]:
     return {key: read_idx(os.path.join(directory, name)) for key, name in FILES.items()}
 
 
-def load(options: dict, image_size=None, validation_split: float = 0.0, seed: int = 0):
-    """`fashion_mnist[?dir=DIRECTORY]` -> `(train, test, info)`."""
+def load(target: str, options: dict, *, image_size=None, seed: int = 0):
+    """`fashion_mnist[?dir=DIRECTORY]` -> `LoadedData`."""
     from keras_metacleaner.data.sources import npz
 
+    del target, seed  # no target; nothing is drawn
+    options = dict(options)
     arrays = load_arrays(options.pop("dir", None))
     if options:
         raise ValueError(f"Unknown option(s) for fashion_mnist: {sorted(options)}; known: dir.")
     arrays["class_names"] = np.array(CLASS_NAMES)
-    return npz.from_arrays(arrays, "fashion_mnist", image_size, validation_split, seed)
+    return npz.from_arrays(arrays, "fashion_mnist", image_size)

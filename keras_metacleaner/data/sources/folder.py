@@ -43,22 +43,32 @@ def scan(directory: str, class_names: list[str] | None = None):
     return class_names, paths, np.asarray(labels, dtype=np.int32)
 
 
-def load(path: str, options: dict, image_size=None, validation_split: float = 0.0, seed: int = 0):
-    """`folder:PATH` -> `(train, test, info)`.
+def load(path: str, options: dict, *, image_size=None, seed: int = 0):
+    """`folder:PATH[?test_fraction=F&verify=header|none]` -> `LoadedData`.
 
-    With `PATH/train/` and `PATH/test/`, those are the splits (and
-    `validation_split` carves `info.splits["val"]` out of train). Without
-    them, `PATH/<class>/` is the training data and `validation_split` (> 0)
-    holds out the test split.
+    With `PATH/train/` and `PATH/test/`, those are the splits. Without them,
+    `PATH/<class>/` holds all images and `test_fraction` (in (0, 1), drawn
+    with `seed`) of them are held out as the test split. Every file's header
+    is checked at load (`verify=none` skips that for huge folders); files
+    that are not readable images are left out and counted once each in
+    `info.skipped_files`.
     """
+    options = dict(options)
+    name = f"folder:{path}"
+    verify = common.verify_option(options, name)
+    fraction = options.pop("test_fraction", None)
     if options:
         raise ValueError(
-            f"folder:{path}: the folder source takes no options, got {sorted(options)}."
+            f"{name}: unknown option(s) {sorted(options)}; known: ['test_fraction', 'verify']."
         )
     root = common.check_path(path, "image folder", directory=True)
     train_dir, test_dir = os.path.join(root, "train"), os.path.join(root, "test")
-    name = f"folder:{path}"
-    if os.path.isdir(train_dir) and os.path.isdir(test_dir):
+    if has_splits(root):
+        if fraction is not None:
+            raise ValueError(
+                f"{name}: the folder has train/ and test/ sub-directories; test_fraction "
+                "does not apply."
+            )
         class_names, train_paths, train_labels = scan(train_dir)
         _, test_paths, test_labels = scan(test_dir, class_names)
         return common.from_file_lists(
@@ -67,22 +77,31 @@ def load(path: str, options: dict, image_size=None, validation_split: float = 0.
             (train_paths, train_labels),
             (test_paths, test_labels),
             image_size,
-            validation_split,
-            seed,
+            verify=verify,
         )
-    if not validation_split:
+    if fraction is None:
         raise ValueError(
-            f"Image folder {root!r} has no train/ and test/ sub-directories; pass "
-            "validation_split > 0 to hold out a test split from its class folders."
+            f"Image folder {root!r} has no train/ and test/ sub-directories; hold out a test "
+            f"split from its class folders with folder:{path}?test_fraction=0.2."
         )
+    try:
+        fraction = float(fraction)
+    except ValueError:
+        fraction = -1.0
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"{name}: test_fraction must be a number in (0, 1), got {fraction!r}.")
     class_names, paths, labels = scan(root)
-    keep, held = common.split_off(len(paths), validation_split, seed)
+    keep, held = common.split_off(len(paths), fraction, seed)
     return common.from_file_lists(
         name,
         class_names,
         ([paths[i] for i in keep], labels[keep]),
         ([paths[i] for i in held], labels[held]),
         image_size,
-        0.0,
-        seed,
+        verify=verify,
     )
+
+
+def has_splits(root: str) -> bool:
+    """Whether `root` holds `train/` and `test/` sub-directories."""
+    return all(os.path.isdir(os.path.join(root, split)) for split in ("train", "test"))

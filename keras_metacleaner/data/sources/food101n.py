@@ -46,8 +46,8 @@ def _food101_test(root: str, class_names: list[str]):
     return paths, labels
 
 
-def load(root: str, options: dict, image_size=None, validation_split: float = 0.0, seed: int = 0):
-    """`food101n:ROOT[?test=FOOD101_ROOT_OR_FOLDER]` -> `(train, test, info)`.
+def load(root: str, options: dict, *, image_size=None, seed: int = 0):
+    """`food101n:ROOT[?test=FOOD101_ROOT_OR_FOLDER&verify=header|none]` -> `LoadedData`.
 
     Train: every image of `imagelist.tsv` with its noisy (folder) label.
     `info.train_clean_labels` is the label where `verified_train.tsv` marks
@@ -58,9 +58,14 @@ def load(root: str, options: dict, image_size=None, validation_split: float = 0.
     Food-101 test split named by `test=`; without it, the verified-right
     validation images.
     """
+    del seed  # nothing is drawn
+    options = dict(options)
+    verify = common.verify_option(options, f"food101n:{root}")
     unknown = sorted(set(options) - {"test"})
     if unknown:
-        raise ValueError(f"food101n:{root}: unknown option(s) {unknown}; known: ['test'].")
+        raise ValueError(
+            f"food101n:{root}: unknown option(s) {unknown}; known: ['test', 'verify']."
+        )
     root = common.check_path(root, "Food-101N root", directory=True)
     meta = os.path.join(root, "meta")
     rows = _entries(os.path.join(meta, "imagelist.tsv"), "Food-101N image list", 1)
@@ -125,8 +130,7 @@ def load(root: str, options: dict, image_size=None, validation_split: float = 0.
         (paths, labels),
         test,
         image_size,
-        validation_split,
-        seed,
         extra_splits=extra,
         train_clean_labels=clean,
+        verify=verify,
     )

@@ -2,34 +2,41 @@
 
 from __future__ import annotations
 
+import zipfile
+
 import numpy as np
 
 from keras_metacleaner.data.info import DatasetInfo
+from keras_metacleaner.data.loaded import LoadedData
 from keras_metacleaner.data.sources import common
 
 REQUIRED_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
 
-def from_arrays(arrays, name: str, image_size=None, validation_split: float = 0.0, seed: int = 0):
-    """Builds `(train, test, info)` from in-memory arrays.
+def from_arrays(arrays, name: str, image_size=None) -> LoadedData:
+    """Builds a `LoadedData` from in-memory arrays, refusing bad data up front.
 
     Args:
         arrays: mapping with `x_train, y_train, x_test, y_test` and optionally
             `y_train_clean` (true labels, for diagnostics) and `class_names`.
-        name: used in error messages and `info.name`.
+        name: names the data (e.g. `npz:/path/file.npz`) in every error and
+            in `info.name`.
         image_size: int or `(h, w)` to resize to, or `None`.
-        validation_split: fraction of the training set held out as
-            `info.splits["val"]`.
-        seed: seed of the held-out draw.
 
     Returns:
-        `(train, test, info)` as `keras_metacleaner.data.load`.
+        A `LoadedData` (unpacks as `train, test, info`).
+
+    Raises:
+        ValueError: naming `name` and the array: a missing key, labels that
+            are not integer ids in range, x / y of different lengths, an empty
+            split, images that are not `[n, H, W(, C)]`, non-finite pixels,
+            float pixels in [0, 1] instead of raw [0, 255], bad class names.
     """
     missing = [key for key in REQUIRED_KEYS if key not in arrays]
     if missing:
-        raise KeyError(
-            f"{name}: missing required key(s) {missing}; expected {list(REQUIRED_KEYS)} "
-            "(optional: y_train_clean, class_names)."
+        raise ValueError(
+            f"{name}: missing required array(s) {missing}; expected {list(REQUIRED_KEYS)} "
+            f"(optional: y_train_clean, class_names); found {sorted(arrays)}."
         )
     x_train = common.as_nhwc(np.asarray(arrays["x_train"]), f"{name} x_train")
     x_test = common.as_nhwc(np.asarray(arrays["x_test"]), f"{name} x_test")
@@ -39,6 +46,8 @@ def from_arrays(arrays, name: str, image_size=None, validation_split: float = 0.
             "differ."
         )
     class_names = arrays.get("class_names")
+    if class_names is not None:
+        class_names = common.check_class_names(np.asarray(class_names).tolist(), f"{name} class_names")
     num_classes = None if class_names is None else len(class_names)
     y_train = common.check_labels(
         np.asarray(arrays["y_train"]).reshape(-1), num_classes, f"{name} y_train"
@@ -61,43 +70,44 @@ def from_arrays(arrays, name: str, image_size=None, validation_split: float = 0.
         raise ValueError(
             f"{name}: y_train_clean has {len(y_clean)} labels but y_train has {len(y_train)}."
         )
+    common.check_pixels(x_train, f"{name} x_train")
+    common.check_pixels(x_test, f"{name} x_test")
     if num_classes is None:
         num_classes = int(max(y_train.max(), y_test.max())) + 1
         class_names = [str(i) for i in range(num_classes)]
-    class_names = [str(c) for c in class_names]
 
-    splits = {}
-    if validation_split:
-        keep, held = common.split_off(len(x_train), validation_split, seed)
-        splits["val"] = common.array_dataset(x_train[held], y_train[held], image_size)
-        x_train, y_train = x_train[keep], y_train[keep]
-        y_clean = None if y_clean is None else y_clean[keep]
-        common.check_nonempty(len(x_train), f"{name}: the train split after validation_split")
-
-    train = common.array_dataset(x_train, y_train, image_size)
-    test = common.array_dataset(x_test, y_test, image_size)
+    view = common.array_source(x_train, y_train, image_size)
+    test = common.array_source(x_test, y_test, image_size).to_dataset()
     info = DatasetInfo(
         name=name,
         num_classes=num_classes,
         class_names=class_names,
-        image_shape=tuple(int(d) for d in train.element_spec[0].shape),
+        image_shape=tuple(int(d) for d in test.element_spec[0].shape),
         train_size=len(x_train),
         test_size=len(x_test),
         train_labels=y_train,
         train_clean_labels=y_clean,
-        splits=splits,
     )
-    return train, test, info
+    return LoadedData(info, test, y_train, view=view, clean_labels=y_clean)
 
 
-def load(path: str, options: dict, image_size=None, validation_split: float = 0.0, seed: int = 0):
-    """`npz:PATH` -> `(train, test, info)`."""
+def load(path: str, options: dict, *, image_size=None, seed: int = 0) -> LoadedData:
+    """`npz:PATH` -> `LoadedData`."""
+    del seed  # nothing is drawn
     if options:
         raise ValueError(f"npz:{path}: the npz source takes no options, got {sorted(options)}.")
     path = common.check_path(path, "npz file", directory=False)
+    if not zipfile.is_zipfile(path):
+        raise ValueError(
+            f"npz:{path}: not a valid .npz file (an .npz is a zip archive of arrays, as "
+            "numpy.savez writes it); this file is not a zip archive."
+        )
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
-    except ValueError as error:
-        raise ValueError(f"Cannot read npz file {path!r}: {error}") from error
-    return from_arrays(arrays, f"npz:{path}", image_size, validation_split, seed)
+    except (ValueError, OSError, zipfile.BadZipFile) as error:
+        message = str(error)
+        if "allow_pickle" in message:
+            message = "an array holds Python objects, which are not loaded (save plain arrays)"
+        raise ValueError(f"npz:{path}: not a valid .npz file: {message}.") from error
+    return from_arrays(arrays, f"npz:{path}", image_size)

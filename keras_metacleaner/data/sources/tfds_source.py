@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from keras_metacleaner.data import preprocessing
 from keras_metacleaner.data.info import DatasetInfo
+from keras_metacleaner.data.loaded import LoadedData
 from keras_metacleaner.data.sources import common
 
 OPTIONS = ("label", "test_label", "clean_label", "image", "train", "test", "data_dir", "download")
@@ -27,8 +28,8 @@ def _image_keys(builder) -> list[str]:
     return [k for k, v in builder.info.features.items() if isinstance(v, tfds.features.Image)]
 
 
-def load(name: str, options: dict, image_size=None, validation_split: float = 0.0, seed: int = 0):
-    """`tfds:NAME` -> `(train, test, info)`.
+def load(name: str, options: dict, *, image_size=None, seed: int = 0):
+    """`tfds:NAME` -> `LoadedData` (a stream: TFDS splits have no random access).
 
     Options: `label` (training label key, default `label`), `test_label`
     (default `label`, the clean key, when the test split has it), `clean_label`
@@ -39,6 +40,7 @@ def load(name: str, options: dict, image_size=None, validation_split: float = 0.
     """
     import tensorflow_datasets as tfds
 
+    del seed  # nothing is drawn
     unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
         raise ValueError(f"tfds:{name}: unknown option(s) {unknown}; known: {list(OPTIONS)}.")
@@ -99,26 +101,16 @@ def load(name: str, options: dict, image_size=None, validation_split: float = 0.
         return ds.map(convert, num_parallel_calls=tf.data.AUTOTUNE)
 
     train, test = dataset(train_split, label_key), dataset(test_split, test_key)
-    splits = {}
-    if validation_split:
-        # The held-out share is taken from the end: TFDS splits have no random access.
-        held = int(round(train_labels.size * validation_split))
-        splits["val"] = train.skip(train_labels.size - held)
-        train = train.take(train_labels.size - held)
-        train_labels = train_labels[: train_labels.size - held]
-        clean = None if clean is None else clean[: train_labels.size]
-    return (
-        train,
-        test,
-        DatasetInfo(
-            name=f"tfds:{name}",
-            num_classes=num_classes,
-            class_names=class_names,
-            image_shape=image_shape,
-            train_size=int(train_labels.size),
-            test_size=int(test_labels.size),
-            train_labels=train_labels,
-            train_clean_labels=clean,
-            splits=splits,
-        ),
+    train = train.apply(tf.data.experimental.assert_cardinality(int(train_labels.size)))
+    test = test.apply(tf.data.experimental.assert_cardinality(int(test_labels.size)))
+    info = DatasetInfo(
+        name=f"tfds:{name}",
+        num_classes=num_classes,
+        class_names=common.check_class_names(class_names, f"tfds:{name} class names"),
+        image_shape=image_shape,
+        train_size=int(train_labels.size),
+        test_size=int(test_labels.size),
+        train_labels=train_labels,
+        train_clean_labels=clean,
     )
+    return LoadedData(info, test, train_labels, train=train, clean_labels=clean)
