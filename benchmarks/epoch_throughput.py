@@ -48,8 +48,6 @@ DATASETS = ("fashion_mnist", "jpeg_folder")
 # Goals of issue 15 for MetaCleaner against plain training.
 GOAL_CPU_THROUGHPUT = 0.97
 GOAL_PEAK_MEMORY = 1.05
-SECTION_START = "<!-- epoch_throughput:start -->"
-SECTION_END = "<!-- epoch_throughput:end -->"
 
 
 # -------------------------------------------------------------------- child
@@ -339,15 +337,19 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def update_results_md(path: str, table: str) -> None:
-    """Replaces this benchmark's section of `path` (appends it the first time)."""
-    section = (
-        f"{SECTION_START}\n## Epoch throughput and memory (issue 15)\n\n{table}{SECTION_END}\n"
-    )
+def update_results_md(
+    path: str,
+    table: str,
+    name: str = "epoch_throughput",
+    title: str = "Epoch throughput and memory (issue 15)",
+) -> None:
+    """Replaces the section `name` of `path` (appends it the first time); the rest is kept."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    section = f"{start}\n## {title}\n\n{table}{end}\n"
     text = open(path).read() if os.path.exists(path) else ""
-    if SECTION_START in text and SECTION_END in text:
-        head, rest = text.split(SECTION_START, 1)
-        tail = rest.split(SECTION_END, 1)[1].lstrip("\n")
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        tail = rest.split(end, 1)[1].lstrip("\n")
         text = head + section + ("\n" + tail if tail else "")
     else:
         text = text.rstrip("\n") + ("\n\n" if text else "") + section
@@ -355,7 +357,7 @@ def update_results_md(path: str, table: str) -> None:
         handle.write(text)
 
 
-def _write_json(path: str, payload: dict) -> None:
+def write_json(path: str, payload: dict) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     temporary = f"{path}.tmp{os.getpid()}"
     with open(temporary, "w") as handle:
@@ -433,7 +435,7 @@ def main(argv=None) -> int:
     }
     table = markdown(report)
     print(table)
-    _write_json(args.out, report)
+    write_json(args.out, report)
     print(f"wrote {args.out}")
     if args.markdown:
         with open(args.markdown, "w") as handle:

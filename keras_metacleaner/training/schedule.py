@@ -236,8 +236,13 @@ def make_schedule(
         if lr_decay_epochs < 1:
             raise ValueError(f"schedule='step' needs lr_decay_epochs >= 1, got {lr_decay_epochs}.")
         boundaries = step_boundaries(steps_per_epoch, epochs, lr_decay_epochs)
-        rate = schedules.PiecewiseConstantDecay(
-            boundaries, [learning_rate * lr_decay_factor**k for k in range(len(boundaries) + 1)]
+        rate = (
+            schedules.PiecewiseConstantDecay(
+                boundaries,
+                [learning_rate * lr_decay_factor**k for k in range(len(boundaries) + 1)],
+            )
+            if boundaries
+            else learning_rate  # no decay within the stage
         )
     elif schedule == "constant":
         rate = learning_rate
@@ -293,8 +298,8 @@ def make_optimizer(
     if lr_decay_epochs and lr_decay_epochs > 0 and not callable(rate):
         # Open-ended: the decays go on as long as training does.
         rate = keras.optimizers.schedules.PiecewiseConstantDecay(
-            step_boundaries(steps_per_epoch, 1000 * lr_decay_epochs, lr_decay_epochs),
-            [learning_rate * lr_decay_factor**k for k in range(1000)],
+            step_boundaries(steps_per_epoch, 64 * lr_decay_epochs, lr_decay_epochs),
+            [learning_rate * lr_decay_factor**k for k in range(64)],
         )
     return SGDL2(learning_rate=rate, momentum=momentum, l2=weight_decay)
 

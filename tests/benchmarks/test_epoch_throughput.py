@@ -72,7 +72,8 @@ def test_results_section_is_replaced_not_appended_twice(tmp_path):
     path.write_text(path.read_text() + "\n## After\n\nB\n")
     module.update_results_md(str(path), "table two\n")
     text = path.read_text()
-    assert text.count(module.SECTION_START) == 1 and text.count(module.SECTION_END) == 1
+    assert text.count("<!-- epoch_throughput:start -->") == 1
+    assert text.count("<!-- epoch_throughput:end -->") == 1
     assert "table two" in text and "table one" not in text
     assert text.index("## Before") < text.index("table two") < text.index("## After")
 
