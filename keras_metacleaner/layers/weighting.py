@@ -586,7 +586,14 @@ def __getattr__(name: str) -> Any:
     # `WarmupWeighting` lived here until it moved to keras_metacleaner.experimental;
     # resolved lazily (the experimental module imports this one).
     if name == "WarmupWeighting":
+        import warnings
+
         from keras_metacleaner.experimental.warmup import WarmupWeighting
 
+        warnings.warn(
+            "WarmupWeighting moved to keras_metacleaner.experimental.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         return WarmupWeighting
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
