@@ -37,6 +37,7 @@ test: install data
 lint: install
 	$(VENV)/bin/ruff check keras_metacleaner tools tests benchmarks
 	$(VENV)/bin/ruff format --check keras_metacleaner tools tests benchmarks
+	$(VENV)/bin/mypy keras_metacleaner/layers keras_metacleaner/models
 
 format: install
 	$(VENV)/bin/ruff check --fix keras_metacleaner tools tests benchmarks

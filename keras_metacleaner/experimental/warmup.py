@@ -43,9 +43,12 @@ class WarmupWeighting(Weighting):
         **kwargs: Any,
     ) -> None:
         super().__init__(subset_size, hidden_units, **kwargs)
-        if isinstance(weighting, dict):
-            weighting = keras.saving.deserialize_keras_object(weighting)
-        self.weighting = get_weighting(weighting, subset_size, hidden_units)
+        inner = (
+            keras.saving.deserialize_keras_object(weighting)
+            if isinstance(weighting, dict)
+            else weighting
+        )
+        self.weighting = get_weighting(inner, subset_size, hidden_units)
         self.uses_class_scores = self.weighting.uses_class_scores
         self.default_member_loss_weight = self.weighting.default_member_loss_weight
         self.default_subset_loss_weights = self.weighting.default_subset_loss_weights

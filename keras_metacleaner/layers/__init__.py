@@ -12,6 +12,7 @@ from keras_metacleaner.layers.weighting import (
     LabelConfidenceWeighting,
     LabelPosteriorWeighting,
     Weighting,
+    __getattr__,  # noqa: F401  (moved names)
     get_weighting,
 )
 

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import keras
 from keras import ops
 
-from keras_metacleaner.layers.weighting import DEFAULT_WEIGHTING, PACKAGE, Weighting, get_weighting
+from keras_metacleaner.layers.weighting import (
+    DEFAULT_WEIGHTING,
+    PACKAGE,
+    Weighting,
+    _is_int,
+    get_weighting,
+)
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -48,14 +56,14 @@ class MetaCleaner(keras.layers.Layer):
         weighting: str | Weighting = DEFAULT_WEIGHTING,
         hidden_units: int = 384,
         return_weights: bool = False,
-        **kwargs,
-    ):
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
-        if not isinstance(subset_size, int) or isinstance(subset_size, bool) or subset_size < 1:
+        if not _is_int(subset_size) or subset_size < 1:
             raise ValueError(f"`subset_size` must be an integer >= 1, got {subset_size!r}.")
-        if hidden_units < 1:
+        if not _is_int(hidden_units) or hidden_units < 1:
             raise ValueError(f"`hidden_units` must be >= 1, got {hidden_units!r}.")
-        self.subset_size = subset_size
+        self.subset_size = int(subset_size)
         self.hidden_units = int(hidden_units)
         self.return_weights = bool(return_weights)
         self.weighting = get_weighting(weighting, subset_size, hidden_units)
@@ -77,7 +85,7 @@ class MetaCleaner(keras.layers.Layer):
                 f"got features with N={shape[1]} (shape {tuple(shape)})."
             )
 
-    def build(self, input_shape):
+    def build(self, input_shape: tuple) -> None:
         self._check_shape(input_shape)
         # A weighting restored by `deserialize_keras_object` arrives already
         # built from its build_config; building it twice adds its weights twice.
@@ -99,7 +107,7 @@ class MetaCleaner(keras.layers.Layer):
         clean = ops.sum(features * weights[..., None], axis=1) / total
         return (clean, alpha) if self.return_weights else clean
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
         clean = (input_shape[0], input_shape[2])
         return (clean, (input_shape[0], input_shape[1])) if self.return_weights else clean
 
@@ -116,7 +124,7 @@ class MetaCleaner(keras.layers.Layer):
         return config
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config: dict) -> MetaCleaner:
         config = dict(config)
         config["weighting"] = keras.saving.deserialize_keras_object(config["weighting"])
         return cls(**config)

@@ -125,7 +125,9 @@ class AttentionWeighting(Weighting):
     (2, 4)
     """
 
-    def __init__(self, subset_size: int, hidden_units: int = 384, gate: str = "sigmoid", **kwargs):
+    def __init__(
+        self, subset_size: int, hidden_units: int = 384, gate: str = "sigmoid", **kwargs: Any
+    ) -> None:
         super().__init__(subset_size, hidden_units, **kwargs)
         if gate not in ("sigmoid", "exp"):
             raise ValueError(f"`gate` must be 'sigmoid' or 'exp', got {gate!r}.")
@@ -278,8 +280,8 @@ class AgreementWeighting(Weighting):
     """
 
     def __init__(
-        self, subset_size: int, hidden_units: int = 64, temperature: float = 5.0, **kwargs
-    ):
+        self, subset_size: int, hidden_units: int = 64, temperature: float = 5.0, **kwargs: Any
+    ) -> None:
         super().__init__(subset_size, hidden_units, **kwargs)
         self.temperature = float(temperature)
         self.hidden = keras.layers.Dense(hidden_units, activation="relu", name="hidden")
@@ -327,8 +329,8 @@ class _LabelScoreWeighting(Weighting):
         hidden_units: int = 0,
         floor: float = 0.05,
         relative: bool = True,
-        **kwargs,
-    ):
+        **kwargs: Any,
+    ) -> None:
         super().__init__(subset_size, hidden_units, **kwargs)
         if not 0.0 <= floor < 1.0:
             raise ValueError(f"`floor` must be in [0, 1), got {floor}.")
@@ -365,7 +367,7 @@ class LabelConfidenceWeighting(_LabelScoreWeighting):
     rows), and a member whose feature the classifier puts in another class
     gets a low weight. Because the classification loss cannot move α (it is
     not a function of trainable weights through any gradient path), it cannot
-    push α back to uniform, the failure measured for learned weightings.
+    push α back to uniform, the way a learned weighting can collapse.
     Early in training every class is about equally likely, so Eq. 3 starts as
     the plain mean; the contrast grows as the classifier learns the clean
     majority of each class, while averaging keeps it from memorising the
@@ -404,8 +406,8 @@ class LabelConfidenceWeighting(_LabelScoreWeighting):
         floor: float = 0.05,
         gamma: float = 1.0,
         relative: bool = True,
-        **kwargs,
-    ):
+        **kwargs: Any,
+    ) -> None:
         super().__init__(subset_size, hidden_units, floor, relative, **kwargs)
         if gamma <= 0:
             raise ValueError(f"`gamma` must be > 0, got {gamma}.")
@@ -482,8 +484,8 @@ class LabelPosteriorWeighting(_LabelScoreWeighting):
         clean_prior: float | None = None,
         flip_classes: int | None = 1,
         min_clean_prior: float = 0.5,
-        **kwargs,
-    ):
+        **kwargs: Any,
+    ) -> None:
         super().__init__(subset_size, hidden_units, floor, relative, **kwargs)
         if clean_prior is not None and not 0.0 < clean_prior < 1.0:
             raise ValueError(f"`clean_prior` must be in (0, 1) or None, got {clean_prior}.")
@@ -584,7 +586,14 @@ def __getattr__(name: str) -> Any:
     # `WarmupWeighting` lived here until it moved to keras_metacleaner.experimental;
     # resolved lazily (the experimental module imports this one).
     if name == "WarmupWeighting":
+        import warnings
+
         from keras_metacleaner.experimental.warmup import WarmupWeighting
 
+        warnings.warn(
+            "WarmupWeighting moved to keras_metacleaner.experimental.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         return WarmupWeighting
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -8,6 +8,7 @@ from it) needs no preprocessing outside the graph.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import keras
 from keras import layers, ops
@@ -42,7 +43,7 @@ class CaffePreprocessing(layers.Layer):
 
 
 def small_cnn(
-    input_shape=(28, 28, 1), feature_dim: int = 128, name: str = "small_cnn"
+    input_shape: tuple[int, int, int] = (28, 28, 1), feature_dim: int = 128, name: str = "small_cnn"
 ) -> keras.Model:
     """Conv32-pool-Conv64-pool-Dense: a CPU-sized backbone for MNIST-like data.
 
@@ -71,7 +72,9 @@ def small_cnn(
 
 
 def resnet50(
-    input_shape=(224, 224, 3), weights: str | None = None, name: str = "resnet50"
+    input_shape: tuple[int, int, int] = (224, 224, 3),
+    weights: str | None = None,
+    name: str = "resnet50",
 ) -> keras.Model:
     """ResNet50 with global average pooling: 2048-d features (the paper's backbone).
 
@@ -111,7 +114,7 @@ def resnet50(
     return keras.Model(inputs, net(x), name=name)
 
 
-def _wide_block(x, filters: int, stride: int, dropout: float, prefix: str):
+def _wide_block(x: Any, filters: int, stride: int, dropout: float, prefix: str) -> Any:
     shortcut = x
     out = layers.BatchNormalization(name=f"{prefix}_bn1")(x)
     out = layers.ReLU(name=f"{prefix}_relu1")(out)
@@ -131,7 +134,7 @@ def _wide_block(x, filters: int, stride: int, dropout: float, prefix: str):
 
 
 def wide_resnet(
-    input_shape=(32, 32, 3),
+    input_shape: tuple[int, int, int] = (32, 32, 3),
     depth: int = 28,
     width: int = 10,
     dropout: float = 0.3,
@@ -175,7 +178,7 @@ BACKBONES = {"small_cnn": small_cnn, "resnet50": resnet50, "wide_resnet_28_10": 
 
 
 def get_backbone(
-    name: str, input_shape, weights: str | None = None, dropout: float = 0.3
+    name: str, input_shape: tuple[int, int, int], weights: str | None = None, dropout: float = 0.3
 ) -> keras.Model:
     """Builds a backbone by name.
 

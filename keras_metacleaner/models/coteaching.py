@@ -277,12 +277,29 @@ class CoTeachingModel(keras.Model):
     def call(self, inputs, training=None):
         return self.classifier_a(inputs, training=training)
 
-    def fit(self, *args: Any, **kwargs: Any) -> keras.callbacks.History:
+    def fit(
+        self,
+        x: Any = None,
+        y: Any = None,
+        batch_size: int | None = None,
+        epochs: int = 1,
+        verbose: Any = "auto",
+        callbacks: list | None = None,
+        **kwargs: Any,
+    ) -> keras.callbacks.History:
         """`keras.Model.fit`, with a `ForgetRateSchedule` added when `callbacks` has none."""
-        callbacks = list(kwargs.pop("callbacks", None) or [])
+        callbacks = list(callbacks or [])
         if not any(isinstance(c, ForgetRateSchedule) for c in callbacks):
             callbacks.append(ForgetRateSchedule())
-        return super().fit(*args, callbacks=callbacks, **kwargs)
+        return super().fit(
+            x,
+            y,
+            batch_size=batch_size,
+            epochs=epochs,
+            verbose=verbose,
+            callbacks=callbacks,
+            **kwargs,
+        )
 
     def _small_loss_mask(self, losses, rate):
         """1.0 for the `round((1 - rate)·B)` smallest losses of this replica's batch, else 0."""

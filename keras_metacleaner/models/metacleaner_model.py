@@ -134,6 +134,9 @@ class MetaCleanerModel(keras.Model):
     (2, 10)
     """
 
+    #: Set by Keras' trainer (untyped): declared for the type checker.
+    train_function: Any
+
     def __init__(
         self,
         backbone: keras.Model,
@@ -251,7 +254,7 @@ class MetaCleanerModel(keras.Model):
         return self.cleaner.weighting
 
     # ------------------------------------------------------------------ checks
-    def _check_images(self, x, rank: int, what: str):
+    def _check_images(self, x: Any, rank: int, what: str) -> None:
         shape = tuple(x.shape)
         if len(shape) != rank:
             raise ValueError(
@@ -559,7 +562,13 @@ class MetaCleanerModel(keras.Model):
         outputs = self.probabilities(self.classifier(self.backbone(images)))
         return keras.Model(images, outputs, name=name or f"{self.name}_classifier")
 
-    def predict_sets(self, x_sets, labels=None, batch_size: int = 32, return_weights: bool = False):
+    def predict_sets(
+        self,
+        x_sets: np.ndarray,
+        labels: np.ndarray | None = None,
+        batch_size: int = 32,
+        return_weights: bool = False,
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Classifies noisy-labelled sets with the cleaner (end of section 3.3).
 
         Args:
@@ -588,20 +597,19 @@ class MetaCleanerModel(keras.Model):
                 raise ValueError(f"{labels.shape[0]} labels given for {x_sets.shape[0]} sets.")
             if labels.min(initial=0) < 0 or labels.max(initial=0) >= self.num_classes:
                 raise ValueError(f"labels must be in [0, {self.num_classes}).")
-        probabilities, alphas = [], []
+        probabilities: list[np.ndarray] = []
+        alphas: list[np.ndarray] = []
         for start in range(0, len(x_sets), batch_size):
             chunk = ops.convert_to_tensor(x_sets[start : start + batch_size], "float32")
             chunk_labels = None if labels is None else labels[start : start + batch_size]
             p, a, _ = self._forward_subsets(chunk, chunk_labels, training=False)
             probabilities.append(ops.convert_to_numpy(p))
             alphas.append(ops.convert_to_numpy(a))
-        probabilities = (
-            np.concatenate(probabilities) if probabilities else np.zeros((0, self.num_classes))
-        )
+        result = np.concatenate(probabilities) if probabilities else np.zeros((0, self.num_classes))
         if return_weights:
             alpha = np.concatenate(alphas) if alphas else np.zeros((0, self.subset_size))
-            return probabilities, alpha
-        return probabilities
+            return result, alpha
+        return result
 
     # ----------------------------------------------------------- serialization
     def get_config(self) -> dict:
