@@ -134,8 +134,11 @@ def run_one(task: tuple[dict, str, dict | None, str]) -> dict:
     import tensorflow as tf
 
     threads = spec.get("threads", 1)
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    try:  # one thread per run in the grid's fresh worker processes
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:  # TensorFlow already started in this process (in-process runs)
+        pass
     from keras_metacleaner import training
 
     results = training.run(train_config(spec, run_dir))

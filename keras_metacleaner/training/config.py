@@ -436,6 +436,11 @@ class TrainConfig:
                 f"'{TRANSITION_PREFIX}PATH' or 'confusion[:PATH]'."
             )
         _in_range("noise_rate", c.noise_rate, 0.0, 1.0)
+        if noise == "none" and c.noise_rate > 0:
+            raise ValueError(
+                f"noise_rate={c.noise_rate} with noise_type=none: choose a noise type (e.g. "
+                "symmetric) or set the rate to 0."
+            )
         _in_range("validation_split", c.validation_split, 0.0, 1.0)
         _in_range("momentum", c.momentum, 0.0, 1.0)
         _in_range("dropout", c.dropout, 0.0, 1.0)

@@ -43,6 +43,13 @@ def _base(toy_npz, model_dir):
         (["--schedule=step"], "--schedule=step needs lr_decay_epochs >= 1"),
         (["--select_on=noisy_val"], "--select_on=noisy_val needs a validation split"),
         (["--method=baseline", "--weighting=constant"], "method=baseline trains without"),
+        (["--noise_rate=0.4"], "--noise_rate=0.4 with noise_type=none"),
+        # Data-dependent checks: after loading, still before anything is written.
+        (["--batch_size=512"], "--batch_size=512 is larger than the 192 training examples"),
+        (
+            ["--finetune_epochs=1", "--finetune_dataset=split:clean_tain"],
+            "--finetune_dataset=split:clean_tain: the dataset has no split 'clean_tain'",
+        ),
         (["--batch_size=30"], "--batch_size=30 must be divisible by subset_size=4"),
         (["--noise_rate=1.0"], "--noise_rate=1.0 must be in [0, 1)"),
         (["--member_loss_weight=-1"], "--member_loss_weight=-1.0 must be >= 0"),
