@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from keras_metacleaner.analysis.metrics import auroc  # noqa: F401  (its old home)
+
 
 def alpha_scores(
     model,
@@ -86,48 +88,6 @@ def _partition_by_class(
     # that reads batch statistics (label_posterior's clean share) sees the same
     # kind of batch it was trained on, not one class at a time.
     return subsets[rng.permutation(len(subsets))]
-
-
-def auroc(scores: np.ndarray, is_correct: np.ndarray) -> float:
-    """Area under the ROC curve of `scores` for telling correct from wrong labels.
-
-    1.0: every correct label scores above every wrong one; 0.5: chance. Ties
-    count one half (Mann-Whitney U). NaN scores are ignored.
-
-    Args:
-        scores: `[n]` confidence, higher = more likely correct.
-        is_correct: `[n]` booleans, True where the label is right.
-
-    Returns:
-        The AUROC, or NaN when one of the two groups is empty.
-
-    Example:
-
-    >>> auroc(np.array([0.9, 0.8, 0.1]), np.array([True, True, False]))
-    1.0
-    """
-    scores = np.asarray(scores, np.float64).reshape(-1)
-    is_correct = np.asarray(is_correct, bool).reshape(-1)
-    if scores.shape != is_correct.shape:
-        raise ValueError(
-            f"scores {scores.shape} and is_correct {is_correct.shape} differ in shape."
-        )
-    keep = ~np.isnan(scores)
-    scores, is_correct = scores[keep], is_correct[keep]
-    n_pos, n_neg = int(is_correct.sum()), int((~is_correct).sum())
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    order = np.argsort(scores, kind="mergesort")
-    ranks = np.empty(len(scores), np.float64)
-    sorted_scores = scores[order]
-    # Average ranks over ties.
-    boundaries = np.flatnonzero(np.diff(sorted_scores)) + 1
-    starts = np.concatenate([[0], boundaries])
-    ends = np.concatenate([boundaries, [len(scores)]])
-    for start, end in zip(starts, ends):
-        ranks[order[start:end]] = (start + end + 1) / 2.0
-    u = ranks[is_correct].sum() - n_pos * (n_pos + 1) / 2.0
-    return float(u / (n_pos * n_neg))
 
 
 def rank_label_issues(scores: np.ndarray) -> np.ndarray:

@@ -13,9 +13,14 @@ Inputs (a signature has one dtype per input, so pixels come in two):
   every integer in [0, 255] is exact in float32.
 - `serving_uint8`: `images` uint8 `[batch, H, W, C]`, for gRPC clients that
   send `DT_UINT8` tensors (4x smaller than float32).
-- `serving_bytes`: `image_bytes` string `[batch]`, encoded JPEG / PNG (GIF,
-  BMP) files, decoded to C channels and resized to H x W in the graph. Over
+- `serving_bytes`: `image_bytes` string `[batch]`, encoded JPEG / PNG / GIF /
+  BMP files, decoded to C channels and resized to H x W in the graph. Over
   REST send each file as `{"b64": ...}`; TF Serving decodes the base64.
+
+Bad input is an `InvalidArgument` error naming the signature, the input and
+what was expected: pixels of another rank or size, NaN or infinite pixels,
+image bytes that are not a vector or not an image file. An empty batch
+returns empty outputs.
 
 The backbone's normalisation is part of the model, so all three take raw
 pixels and clients need no preprocessing code.
@@ -40,43 +45,107 @@ SIGNATURE_UINT8 = "serving_uint8"
 SIGNATURES = (SIGNATURE_DEFAULT, SIGNATURE_UINT8, SIGNATURE_BYTES)
 
 
+def _assert(ok: tf.Tensor, message: tf.Tensor, tensor: tf.Tensor, name: str) -> tf.Tensor:
+    """`tensor`, available only after `ok` held (else `InvalidArgument` with `message`)."""
+    check = tf.Assert(ok, [message], name=name)
+    with tf.control_dependencies([check]):
+        return tf.identity(tensor)
+
+
 def _check_pixel_shape(images: tf.Tensor, image_shape: tuple, signature: str) -> tf.Tensor:
-    """Fails with a readable message on images of the wrong size.
+    """Fails with a readable message on pixels of the wrong rank or size.
 
     The signature declares `[None, H, W, C]`, but neither a loaded
     SavedModel's signature function nor TF Serving's session enforces it;
     without this check a wrong size fails deep in the network ("Input to
-    reshape is a tensor with 8192 values...").
+    reshape is a tensor with 8192 values...", "Incompatible shapes: [3] vs.
+    [2]" for a single image sent without its batch dimension).
     """
-    expected = tf.constant(image_shape, tf.int32)
     got = tf.shape(images, out_type=tf.int32)
-    ok = tf.logical_and(tf.equal(tf.size(got), 4), tf.reduce_all(tf.equal(got[1:], expected)))
+    # Padded with -1 to rank 5, so that the comparison cannot fail on another rank, and
+    # compared as a whole (tf.rank could be folded to the declared 4 when the graph is
+    # optimised; neither a loaded signature nor TF Serving enforces the declared shape).
+    padded = tf.concat([got, -tf.ones([5], tf.int32)], axis=0)[:5]
+    ok = tf.logical_and(
+        tf.greater_equal(padded[0], 0),
+        tf.reduce_all(tf.equal(padded[1:], tf.constant((*image_shape, -1), tf.int32))),
+    )
     dims = ", ".join(map(str, image_shape))
     message = tf.strings.format(
-        f"{signature} expects images of shape [batch, {dims}] (batch, height, width, "
-        "channels) but got shape {}; resize them on the client, or send encoded files to "
-        f"{SIGNATURE_BYTES}, which resizes them in the graph.",
+        f"{signature}: {PIXELS_INPUT} must have shape [batch, {dims}] (batch, height, width, "
+        "channels) but has shape {}; send a single image as a batch of one, resize images on "
+        f"the client, or send encoded files to {SIGNATURE_BYTES}, which resizes them in the "
+        "graph.",
         (got,),
     )
-    check = tf.Assert(ok, [message], name="check_image_shape")
-    with tf.control_dependencies([check]):
-        return tf.ensure_shape(tf.identity(images), (None, *image_shape))
+    images = _assert(ok, message, images, "check_image_shape")
+    return tf.ensure_shape(images, (None, *image_shape))
+
+
+def _check_finite(images: tf.Tensor, signature: str) -> tf.Tensor:
+    """Fails on NaN or infinite pixels, which would otherwise return a confident class."""
+    bad = tf.logical_not(tf.math.is_finite(images))
+    count = tf.reduce_sum(tf.cast(bad, tf.int64))
+    message = tf.strings.format(
+        f"{signature}: {PIXELS_INPUT} holds {{}} NaN or infinite values (first at index {{}}); "
+        "send raw pixels in [0, 255].",
+        (count, tf.cast(tf.where(bad)[:1], tf.int64)),
+    )
+    return _assert(tf.equal(count, 0), message, images, "check_finite_pixels")
+
+
+def _check_bytes_rank(encoded: tf.Tensor) -> tf.Tensor:
+    """Fails unless `encoded` is a vector `[batch]` of files (not a scalar, not a matrix)."""
+    got = tf.shape(encoded, out_type=tf.int32)
+    message = tf.strings.format(
+        f"{SIGNATURE_BYTES}: {BYTES_INPUT} must be a vector [batch] of encoded files but has "
+        "shape {}; send a list of files (a single file as a list of one).",
+        (got,),
+    )
+    # Not tf.rank: the declared [None] would fold it to 1 when the graph is optimised, and
+    # neither a loaded signature nor TF Serving enforces that declaration.
+    padded = tf.concat([got, [-1, -1]], axis=0)[:2]
+    ok = tf.logical_and(tf.greater_equal(padded[0], 0), tf.equal(padded[1], -1))
+    encoded = _assert(ok, message, encoded, "check_bytes_rank")
+    return tf.ensure_shape(encoded, (None,))
 
 
 def _is_known_image(data: tf.Tensor) -> tf.Tensor:
     """True when the first bytes are a JPEG, PNG, GIF or BMP signature."""
+    return tf.reduce_any([_starts_with(data, magic) for magic in _MAGIC.values()])
 
-    def starts_with(magic: bytes) -> tf.Tensor:
-        return tf.equal(tf.strings.substr(data, 0, len(magic)), magic)
 
-    return tf.reduce_any(
-        [
-            starts_with(b"\xff\xd8\xff"),
-            starts_with(b"\x89PNG\r\n\x1a\n"),
-            starts_with(b"GIF8"),
-            starts_with(b"BM"),
-        ]
-    )
+_MAGIC = {"jpeg": b"\xff\xd8\xff", "png": b"\x89PNG\r\n\x1a\n", "gif": b"GIF8", "bmp": b"BM"}
+
+
+def _starts_with(data: tf.Tensor, magic: bytes) -> tf.Tensor:
+    return tf.equal(tf.strings.substr(data, 0, len(magic)), magic)
+
+
+def _decode_to_channels(data: tf.Tensor, channels: int) -> tf.Tensor:
+    """float32 `[h, w, channels]` of one JPEG / PNG / GIF / BMP file.
+
+    TensorFlow decodes GIF and BMP only to 3 (or their own) channels, so those
+    are decoded to RGB and, for a one-channel model, converted to gray with
+    `tf.image.rgb_to_grayscale`'s weights, rounded like the PNG and JPEG
+    decoders' integers (a gray BMP gives its pixels back exactly).
+    """
+
+    def native():
+        image = tf.io.decode_image(data, channels=channels, dtype=tf.uint8, expand_animations=False)
+        return tf.cast(image, tf.float32)
+
+    def via_rgb():
+        image = tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False)
+        image = tf.cast(image, tf.float32)
+        if channels == 1:
+            image = tf.clip_by_value(tf.round(tf.image.rgb_to_grayscale(image)), 0.0, 255.0)
+        return image
+
+    if channels == 3:
+        return native()
+    rgb_only = tf.logical_or(_starts_with(data, _MAGIC["gif"]), _starts_with(data, _MAGIC["bmp"]))
+    return tf.cond(rgb_only, via_rgb, native)
 
 
 def decode_images(encoded: tf.Tensor, image_shape: tuple) -> tf.Tensor:
@@ -86,7 +155,8 @@ def decode_images(encoded: tf.Tensor, image_shape: tuple) -> tf.Tensor:
         encoded: string `[batch]` of JPEG / PNG / GIF / BMP file contents.
         image_shape: `(H, W, C)` the model takes; files are converted to C
             channels and resized (bilinear, antialiased) to H x W when their
-            size differs.
+            size differs. GIF (first frame) and BMP are decoded as RGB and,
+            for C = 1, converted to gray.
 
     Returns:
         float32 `[batch, H, W, C]` raw pixels in [0, 255].
@@ -99,6 +169,7 @@ def decode_images(encoded: tf.Tensor, image_shape: tuple) -> tf.Tensor:
     TensorShape([1, 28, 28, 1])
     """
     height, width, channels = image_shape
+    encoded = _check_bytes_rank(encoded)
 
     def decode_one(args):
         data, index = args
@@ -107,12 +178,8 @@ def decode_images(encoded: tf.Tensor, image_shape: tuple) -> tf.Tensor:
             "BMP file; send the raw file contents (over REST, base64-encoded in a b64 object).",
             (index, tf.strings.length(data)),
         )
-        check = tf.Assert(_is_known_image(data), [message], name="check_image_format")
-        with tf.control_dependencies([check]):
-            image = tf.io.decode_image(
-                data, channels=channels, dtype=tf.uint8, expand_animations=False
-            )
-        image = tf.cast(image, tf.float32)
+        data = _assert(_is_known_image(data), message, data, "check_image_format")
+        image = _decode_to_channels(data, channels)
         size = tf.shape(image)[:2]
         image = tf.cond(
             tf.reduce_all(tf.equal(size, [height, width])),
@@ -180,6 +247,8 @@ def serving_functions(
     ['serving_bytes', 'serving_default', 'serving_uint8']
     """
 
+    num_classes = int(model.output_shape[-1])
+
     def classify(images):
         probabilities = tf.cast(model(images, training=False), tf.float32)
         class_id = tf.argmax(probabilities, axis=-1, output_type=tf.int64)
@@ -189,16 +258,29 @@ def serving_functions(
             "class_name": table.lookup(class_id),
         }
 
+    def empty():
+        # TensorFlow's CPU convolution fails on a batch of 0: answer without the model.
+        return {
+            "probabilities": tf.zeros((0, num_classes), tf.float32),
+            "class_id": tf.zeros((0,), tf.int64),
+            "class_name": tf.zeros((0,), tf.string),
+        }
+
+    def classify_batch(batch, images_fn):
+        """`classify(images_fn())`, or empty outputs for a batch of 0 (the model never runs)."""
+        return tf.cond(tf.shape(batch)[0] > 0, lambda: classify(images_fn()), empty)
+
     def serve_float(images):
-        return classify(_check_pixel_shape(images, image_shape, SIGNATURE_DEFAULT))
+        images = _check_pixel_shape(images, image_shape, SIGNATURE_DEFAULT)
+        return classify_batch(images, lambda: _check_finite(images, SIGNATURE_DEFAULT))
 
     def serve_uint8(images):
-        return classify(
-            tf.cast(_check_pixel_shape(images, image_shape, SIGNATURE_UINT8), tf.float32)
-        )
+        images = _check_pixel_shape(images, image_shape, SIGNATURE_UINT8)
+        return classify_batch(images, lambda: tf.cast(images, tf.float32))
 
     def serve_bytes(image_bytes):
-        return classify(decode_images(image_bytes, image_shape))
+        image_bytes = _check_bytes_rank(image_bytes)
+        return classify_batch(image_bytes, lambda: decode_images(image_bytes, image_shape))
 
     pixels = (None, *image_shape)
     return {

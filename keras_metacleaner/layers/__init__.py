@@ -11,7 +11,6 @@ from keras_metacleaner.layers.weighting import (
     DenseWeighting,
     LabelConfidenceWeighting,
     LabelPosteriorWeighting,
-    WarmupWeighting,
     Weighting,
     get_weighting,
 )
@@ -27,7 +26,6 @@ __all__ = [
     "LabelConfidenceWeighting",
     "LabelPosteriorWeighting",
     "MetaCleaner",
-    "WarmupWeighting",
     "Weighting",
     "get_weighting",
 ]

@@ -2,11 +2,20 @@
 
 Every weighting maps subset features `[K, N, D]` to confidences `α: [K, N]`
 inside a documented range `[alpha_min, alpha_max]`. The six variants of the
-paper's Table 2 are here by name, plus three that do not collapse (see
-`docs/results.md` for why the paper's default goes dead with Keras defaults).
+paper's Table 2 are here by name, plus three that read the members'
+relations or the classifier instead of learning α from the hallucinated loss
+alone (the paper's learned layer can collapse to a constant α: see
+docs/results.md).
+
+To add a weighting: subclass `Weighting` in this file (or your own module),
+register it with `keras.saving.register_keras_serializable`, and add one line
+to `WEIGHTINGS`.
 """
 
 from __future__ import annotations
+
+from numbers import Integral
+from typing import Any
 
 import keras
 from keras import ops
@@ -14,6 +23,11 @@ from keras import ops
 from keras_metacleaner.layers.global_batch import global_mean
 
 PACKAGE = "keras_metacleaner"
+
+
+def _is_int(value: object) -> bool:
+    """True for Python and NumPy integers (not bools): what a size argument may be."""
+    return isinstance(value, Integral) and not isinstance(value, bool)
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -36,13 +50,23 @@ class Weighting(keras.layers.Layer):
     #: True when the weighting reads `class_scores`, the classifier's
     #: log-probability of the subset's label for each member.
     uses_class_scores: bool = False
+    #: The losses this weighting is documented and benchmarked with, which
+    #: `MetaCleanerModel` uses for options left at `"auto"`: the paper's pure
+    #: hallucination (no per-image loss, every subset weighted equally) for
+    #: the learned weightings, so that naming one never gives an untested mix.
+    default_member_loss_weight: float = 0.0
+    default_subset_loss_weights: str | None = None
 
-    def __init__(self, subset_size: int, hidden_units: int = 384, **kwargs):
+    def __init__(self, subset_size: int, hidden_units: int = 384, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        if not _is_int(subset_size) or subset_size < 1:
+            raise ValueError(f"`subset_size` must be an integer >= 1, got {subset_size!r}.")
+        if not _is_int(hidden_units) or hidden_units < 0:
+            raise ValueError(f"`hidden_units` must be an integer >= 0, got {hidden_units!r}.")
         self.subset_size = int(subset_size)
         self.hidden_units = int(hidden_units)
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
         return tuple(input_shape[:2])
 
     def class_scores(self, log_probs, labels):
@@ -130,29 +154,16 @@ class DenseWeighting(Weighting):
     `[v_1 … v_N]` (N·D) → FC(hidden_units) → [ReLU] → FC(N) → [ReLU] → sigmoid.
     With the ReLU before the sigmoid, α lies in [0.5, 1] (the paper's default,
     `fc_fc_relu_sig`); a unit whose pre-activation goes negative gets no
-    gradient, which is how this variant dies (α ≡ 0.5).
-
-    The remaining arguments are the remedies measured against that collapse
-    (docs/results.md); their defaults are the paper's layer.
+    gradient, which is how this variant dies (α ≡ 0.5). Because the first FC
+    layer sees positions, `MetaCleanerModel` shuffles every subset each step
+    (section 3.3).
 
     Args:
         subset_size: int. N.
         hidden_units: int. Width of the first FC layer (384 or 512 in the paper).
         hidden_relu: bool. ReLU after the first FC layer.
         output_relu: bool. ReLU after the second FC layer.
-        negative_slope: float >= 0. Slope of both ReLUs below zero (leaky
-            ReLU); above 0 a negative unit still gets a gradient, and α can
-            go below 0.5.
-        output_bias: float. Initial bias of the second FC layer: positive
-            values start every unit in the ReLU's active region.
-        normalize_inputs: bool. L2-normalise each member's feature before the
-            concatenation, so the backbone's feature scale cannot saturate
-            the FC layers.
-        stop_input_gradient: bool. Stop the gradient from the weighting into
-            the backbone features it reads: the backbone then learns only
-            from the weighted mean, and α cannot be served by bending the
-            features.
-        temperature: float > 0. α = sigmoid(z / temperature).
+        **kwargs: passed to `keras.layers.Layer`.
 
     Example:
 
@@ -168,46 +179,32 @@ class DenseWeighting(Weighting):
         hidden_units: int = 384,
         hidden_relu: bool = False,
         output_relu: bool = True,
-        negative_slope: float = 0.0,
-        output_bias: float = 0.0,
-        normalize_inputs: bool = False,
-        stop_input_gradient: bool = False,
-        temperature: float = 1.0,
-        **kwargs,
-    ):
+        **kwargs: Any,
+    ) -> None:
         super().__init__(subset_size, hidden_units, **kwargs)
-        if negative_slope < 0:
-            raise ValueError(f"`negative_slope` must be >= 0, got {negative_slope}.")
-        if temperature <= 0:
-            raise ValueError(f"`temperature` must be > 0, got {temperature}.")
         self.hidden_relu = bool(hidden_relu)
         self.output_relu = bool(output_relu)
-        self.negative_slope = float(negative_slope)
-        self.output_bias = float(output_bias)
-        self.normalize_inputs = bool(normalize_inputs)
-        self.stop_input_gradient = bool(stop_input_gradient)
-        self.temperature = float(temperature)
-        self.alpha_min = 0.5 if self.output_relu and not self.negative_slope else 0.0
+        self.alpha_min = 0.5 if self.output_relu else 0.0
         self.hidden = keras.layers.Dense(hidden_units, name="hidden")
-        self.output_dense = keras.layers.Dense(
-            subset_size,
-            bias_initializer=keras.initializers.Constant(self.output_bias),
-            name="output",
-        )
+        self.output_dense = keras.layers.Dense(subset_size, name="output")
 
-    def build(self, input_shape):
+    def build(self, input_shape: tuple) -> None:
         flat = input_shape[1] * input_shape[2] if None not in input_shape[1:] else None
         self.hidden.build((input_shape[0], flat))
         self.output_dense.build((input_shape[0], self.hidden_units))
 
     def _relu(self, x):
-        return ops.leaky_relu(x, self.negative_slope) if self.negative_slope else ops.relu(x)
+        return ops.relu(x)
+
+    def _features_in(self, features):
+        """The features the FC layers read (a hook for the experimental variants)."""
+        return features
+
+    def _gate(self, logits):
+        return ops.sigmoid(logits)
 
     def call(self, features, class_scores=None):
-        if self.stop_input_gradient:
-            features = ops.stop_gradient(features)
-        if self.normalize_inputs:
-            features = _unit(features)
+        features = self._features_in(features)
         shape = ops.shape(features)
         hidden = self.hidden(ops.reshape(features, (shape[0], shape[1] * shape[2])))
         if self.hidden_relu:
@@ -215,22 +212,38 @@ class DenseWeighting(Weighting):
         logits = self.output_dense(hidden)
         if self.output_relu:
             logits = self._relu(logits)
-        return ops.sigmoid(logits / self.temperature)
+        return self._gate(logits)
 
     def get_config(self) -> dict:
         config = super().get_config()
-        config.update(
-            {
-                "hidden_relu": self.hidden_relu,
-                "output_relu": self.output_relu,
-                "negative_slope": self.negative_slope,
-                "output_bias": self.output_bias,
-                "normalize_inputs": self.normalize_inputs,
-                "stop_input_gradient": self.stop_input_gradient,
-                "temperature": self.temperature,
-            }
-        )
+        config.update({"hidden_relu": self.hidden_relu, "output_relu": self.output_relu})
         return config
+
+    @classmethod
+    def from_config(cls, config: dict) -> DenseWeighting:
+        if cls is not DenseWeighting:
+            return cls(**config)
+        # Files saved before the collapse remedies left this class carry their
+        # options: at their defaults this is the paper's layer, otherwise the
+        # experimental class that still implements them.
+        config = dict(config)
+        remedies = {key: config.pop(key) for key in _DENSE_REMEDIES if key in config}
+        if any(value != _DENSE_REMEDIES[key] for key, value in remedies.items()):
+            from keras_metacleaner.experimental.dense import RemedyDenseWeighting
+
+            return RemedyDenseWeighting(**config, **remedies)
+        return cls(**config)
+
+
+#: Options `DenseWeighting` had before they moved to
+#: `keras_metacleaner.experimental.RemedyDenseWeighting`, with their defaults.
+_DENSE_REMEDIES = {
+    "negative_slope": 0.0,
+    "output_bias": 0.0,
+    "normalize_inputs": False,
+    "stop_input_gradient": False,
+    "temperature": 1.0,
+}
 
 
 def _unit(x):
@@ -303,6 +316,10 @@ class _LabelScoreWeighting(Weighting):
     """
 
     uses_class_scores = True
+    # Benchmarked with the α-weighted per-image loss and max-α subset weights
+    # (docs/results.md): the default method's losses.
+    default_member_loss_weight = 1.0
+    default_subset_loss_weights = "max_alpha"
 
     def __init__(
         self,
@@ -357,9 +374,7 @@ class LabelConfidenceWeighting(_LabelScoreWeighting):
     Relative to the top class (the default) rather than p(y | v_i) alone: a
     member the classifier already puts in its label's class keeps α = 1
     however unsure the classifier is, so hard but correctly labelled images
-    are not turned down with the wrong ones. On clean data this measured
-    0.4 points better than p(y | v_i) alone with the same losses (1 seed
-    each, docs/results.md).
+    are not turned down with the wrong ones (docs/results.md compares both).
 
     Needs `class_scores` (`[K, N]`, from `class_scores()`), which
     `MetaCleanerModel` computes; without them it falls back to α = 1.
@@ -420,10 +435,10 @@ class LabelPosteriorWeighting(_LabelScoreWeighting):
 
     with `q_i = p(y | v_i) / max_c p(c | v_i)` (or `p(y | v_i)`) and `m`
     the number of classes a wrong label is spread over (C - 1 for symmetric
-    noise; 1, pair flips, the default, is the most cautious and measured
-    best, docs/results.md). On clean data π → 1 and every member, hard ones
-    included, keeps α ≈ 1: plain training, where `LabelConfidenceWeighting`
-    turns hard correct images down like wrong ones. With more noise π drops
+    noise; 1, pair flips, the default, is the most cautious). On clean data
+    π → 1 and every member, hard ones included, keeps α ≈ 1: plain training,
+    where `LabelConfidenceWeighting` turns hard correct images down like
+    wrong ones. With more noise π drops
     to its lower bound; with m = 1 and π = 0.5, α = q, `LabelConfidenceWeighting`'s
     α, which the default bound makes the harshest this weighting gets.
 
@@ -441,9 +456,9 @@ class LabelPosteriorWeighting(_LabelScoreWeighting):
             from each (global) batch, clipped to [min_clean_prior, 0.99].
         min_clean_prior: float in (0, 0.99]. The lowest estimate of π.
             Lower bounds turn members down harder once the classifier
-            disagrees with most labels, which at 80% noise let it lock onto
-            one class for 14 epochs (0.01; docs/results.md); 0.5 (default)
-            stops at `LabelConfidenceWeighting`'s α.
+            disagrees with most labels, which can let it lock onto one class
+            under heavy noise; 0.5 (default) stops at
+            `LabelConfidenceWeighting`'s α.
         flip_classes: int >= 1 or None. m (default 1); None is C - 1.
 
     Example:
@@ -517,58 +532,6 @@ class LabelPosteriorWeighting(_LabelScoreWeighting):
         }
 
 
-@keras.saving.register_keras_serializable(package=PACKAGE)
-class WarmupWeighting(Weighting):
-    """Another weighting, held at α = 1 (the plain mean) until switched on.
-
-    α = 1 + on·(α_inner - 1) with `on` a non-trainable 0/1 variable: while it
-    is 0 the subset mean is the plain mean and the inner weighting gets no
-    gradient; `keras_metacleaner.training.WeightingWarmup` sets it to 1 after
-    a number of epochs, so a learned weighting starts on a trained backbone
-    instead of a random one (one of the remedies tried on the paper's
-    weighting, docs/results.md).
-
-    Args:
-        weighting: the `Weighting` to warm up (a name is resolved with
-            `get_weighting(weighting, subset_size, hidden_units)`).
-        subset_size: int. N.
-        hidden_units: int. Passed on when `weighting` is a name.
-
-    Example:
-
-    >>> w = WarmupWeighting("fc_fc_relu_sig", subset_size=2, hidden_units=4)
-    >>> [float(a) for a in w(keras.ops.ones((1, 2, 3)))[0]]
-    [1.0, 1.0]
-    """
-
-    def __init__(self, weighting, subset_size: int, hidden_units: int = 384, **kwargs):
-        super().__init__(subset_size, hidden_units, **kwargs)
-        if isinstance(weighting, dict):
-            weighting = keras.saving.deserialize_keras_object(weighting)
-        self.weighting = get_weighting(weighting, subset_size, hidden_units)
-        self.uses_class_scores = self.weighting.uses_class_scores
-        self.alpha_min = min(float(self.weighting.alpha_min), 1.0)
-        self.alpha_max = max(float(self.weighting.alpha_max), 1.0)
-
-    def build(self, input_shape):
-        if not self.weighting.built:
-            self.weighting.build(input_shape)
-        self.on = self.add_weight(shape=(), initializer="zeros", trainable=False, name="on")
-
-    def class_scores(self, log_probs, labels):
-        return self.weighting.class_scores(log_probs, labels)
-
-    def call(self, features, class_scores=None):
-        alpha = self.weighting(features, class_scores)
-        return 1.0 + ops.cast(self.on, alpha.dtype) * (alpha - 1.0)
-
-    def get_config(self) -> dict:
-        return {
-            **super().get_config(),
-            "weighting": keras.saving.serialize_keras_object(self.weighting),
-        }
-
-
 #: Names accepted by `get_weighting` and the `weighting=` arguments.
 WEIGHTINGS = {
     "constant": lambda n, h: ConstantWeighting(n, h),
@@ -584,7 +547,7 @@ WEIGHTINGS = {
 
 #: The paper's Noisy Weighting (section 4, Table 2).
 PAPER_WEIGHTING = "fc_fc_relu_sig"
-#: The library's default: the weighting that measured best (docs/results.md).
+#: The weighting of the project's default method (`PRESETS["metacleaner"]`).
 DEFAULT_WEIGHTING = "label_posterior"
 
 
@@ -615,3 +578,13 @@ def get_weighting(name: str | Weighting, subset_size: int, hidden_units: int = 3
             "or a `keras_metacleaner.layers.Weighting` instance."
         )
     return WEIGHTINGS[name](subset_size, hidden_units)
+
+
+def __getattr__(name: str) -> Any:
+    # `WarmupWeighting` lived here until it moved to keras_metacleaner.experimental;
+    # resolved lazily (the experimental module imports this one).
+    if name == "WarmupWeighting":
+        from keras_metacleaner.experimental.warmup import WarmupWeighting
+
+        return WarmupWeighting
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

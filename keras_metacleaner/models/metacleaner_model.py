@@ -3,31 +3,55 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
+from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
 from keras import layers, ops
 
-from keras_metacleaner.layers.global_batch import global_mean
 from keras_metacleaner.layers.metacleaner import MetaCleaner
-from keras_metacleaner.layers.weighting import DEFAULT_WEIGHTING, PACKAGE, Weighting
+from keras_metacleaner.layers.weighting import DEFAULT_WEIGHTING, PACKAGE, Weighting, _is_int
+from keras_metacleaner.models.presets import PRESETS
 
 MODES = ("hallucinate", "loss_reweight")
 #: How the hallucinated loss weighs each subset: equally (None, the paper),
 #: or by the largest or the mean α of its members.
 SUBSET_LOSS_WEIGHTS = (None, "max_alpha", "mean_alpha")
-#: The subset weighting that measured best (docs/results.md).
-DEFAULT_SUBSET_LOSS_WEIGHTS = "max_alpha"
-#: The weight of the α-weighted per-image loss that measured best with the
-#: default weighting (docs/results.md); 0 is the paper's pure hallucination.
-DEFAULT_MEMBER_LOSS_WEIGHT = 1.0
+#: The value of a loss option that takes the chosen weighting's documented
+#: combination (`Weighting.default_member_loss_weight` / `default_subset_loss_weights`).
+AUTO = "auto"
+#: The losses of the default method (`PRESETS["metacleaner"]`).
+DEFAULT_SUBSET_LOSS_WEIGHTS = PRESETS["metacleaner"]["subset_loss_weights"]
+DEFAULT_MEMBER_LOSS_WEIGHT = PRESETS["metacleaner"]["member_loss_weight"]
+# Counters of invalid training batches, kept out of the logs (see `_count_invalid`).
+_CHECK_METRICS = ("invalid_label_subsets", "invalid_subset_size_steps")
 
 
-def unscale_loss_for_distribution(loss):
+def unscale_loss_for_distribution(loss: Any) -> Any:
     """Undoes the 1/replicas that Keras' losses apply, for the `loss` metric."""
     replicas = tf.distribute.get_strategy().num_replicas_in_sync
     return loss if replicas == 1 else loss * ops.cast(replicas, loss.dtype)
+
+
+def _resolve_losses(
+    mode: str, weighting: Weighting, member_loss_weight: float | str, subset_loss_weights: Any
+) -> tuple[float, str | None]:
+    """The loss options in effect: `"auto"` becomes the weighting's documented value."""
+    if mode == "loss_reweight":
+        # The reweighted loss is already per member, weighted by α.
+        if member_loss_weight not in (AUTO, 0) or subset_loss_weights not in (AUTO, None):
+            raise ValueError(
+                "`member_loss_weight` and `subset_loss_weights` apply in mode='hallucinate' only; "
+                f"mode='loss_reweight' got {member_loss_weight!r} and {subset_loss_weights!r}."
+            )
+        return 0.0, None
+    if member_loss_weight == AUTO:
+        member_loss_weight = weighting.default_member_loss_weight
+    if subset_loss_weights == AUTO:
+        subset_loss_weights = weighting.default_subset_loss_weights
+    return float(member_loss_weight), subset_loss_weights
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -46,10 +70,20 @@ class MetaCleanerModel(keras.Model):
     `alpha_floor`, the share of α within 1e-3 of the lowest value the
     weighting allows (near 1.0 means the weighting is dead).
 
+    The named methods are complete configurations: `from_preset("metacleaner")`
+    (this project's default), `from_preset("paper")` and
+    `from_preset("loss_reweight")` (see `PRESETS`). Naming only a weighting
+    gives that weighting's documented losses: the loss options left at
+    `"auto"` take `weighting.default_member_loss_weight` and
+    `weighting.default_subset_loss_weights` (the paper's pure hallucination
+    for the learned weightings of Table 2, the default method's losses for
+    `label_confidence` / `label_posterior`), and `get_config` stores the
+    resolved values.
+
     Args:
         backbone: `keras.Model` from images `[B, H, W, C]` (raw pixels, its
             own preprocessing inside) to features `[B, D]`.
-        num_classes: int. Number of classes.
+        num_classes: int >= 2 (Python or NumPy integer). Number of classes.
         subset_size: int >= 1. N.
         weighting: a Noisy Weighting name (see
             `keras_metacleaner.layers.WEIGHTINGS`) or `Weighting` layer.
@@ -58,34 +92,38 @@ class MetaCleanerModel(keras.Model):
             `"loss_reweight"` (Table 3, I: each image is classified on its
             own and its loss weighted by `N·α_i / Σα`; normalising within the
             subset stops the loss from simply driving every α to its floor).
-        shuffle_subsets: bool. Shuffle the order inside each subset every step.
+        shuffle_subsets: bool. Shuffle the order inside each subset every
+            step (section 3.3: the FC weightings see positions).
         seed: int or None. Seed of the in-subset shuffling.
-        member_loss_weight: float >= 0. In `"hallucinate"` mode, adds this
-            times the cross-entropy of each member classified on its own,
-            weighted by its α (gradient stopped at α). 0 is the paper's
-            method; the default 1.0 measured best with the default weighting
-            (docs/results.md).
-        normalize_member_weights: bool. Weight each member's loss of
-            `member_loss_weight` by `α_i` itself (False, the default: the
-            per-image loss shrinks with the share of members the weighting
-            turns down, and on clean data, where α ≈ 1, it is plain
-            training) or by `N·α_i / Σα` (True: every subset carries the same
-            total weight whatever its α).
-        subset_loss_weights: `None`, `"max_alpha"` (default) or
-            `"mean_alpha"`. In `"hallucinate"` mode, weighs each subset's
-            loss equally (None, the paper) or by the largest / the mean α of
-            its members (gradient stopped): Eq. 3 divides by Σα, which hides
+        member_loss_weight: float >= 0 or `"auto"`. In `"hallucinate"` mode,
+            adds this times the cross-entropy of each member classified on
+            its own, weighted by its α (gradient stopped at α): the
+            classifier also sees every image, in proportion to how much the
+            weighting trusts its label. 0 is the paper's method. Must be 0
+            or `"auto"` in `"loss_reweight"` mode, whose loss is already per
+            member.
+        subset_loss_weights: `None`, `"max_alpha"`, `"mean_alpha"` or
+            `"auto"`. In `"hallucinate"` mode, weighs each subset's loss
+            equally (None, the paper) or by the largest / the mean α of its
+            members (gradient stopped): Eq. 3 divides by Σα, which hides
             that every member of a subset looks mislabelled; this weight does
-            not. With the default weighting it keeps the final epoch within
-            a point of the best at 60% noise (docs/results.md).
-        normalize_subset_weights: bool. Divide the subset weights by their
-            mean over the (global) batch, so they move weight between subsets
-            without shrinking the hallucinated loss as a whole.
+            not. Must be None or `"auto"` in `"loss_reweight"` mode.
         **kwargs: passed to `keras.Model`.
 
     Returns:
         Probabilities `[B, num_classes]` for images, `[K, num_classes]` for
         subsets `[K, N, H, W, C]`.
+
+    Raises:
+        ValueError: an argument out of range, naming it. While training, a
+            batch of the wrong shape raises `ValueError` when it is traced
+            and `tf.errors.InvalidArgumentError` when only its run-time shape
+            is wrong (a retraced step relaxes static shapes); labels that
+            differ inside a subset or lie outside `[0, num_classes)` raise
+            `InvalidArgumentError`. Under `jit_compile=True`, where XLA drops
+            TensorFlow's assertions, the same batches are counted inside the
+            step and the error is raised after it returns, so at most the
+            steps of one `steps_per_execution` have been applied by then.
 
     Example:
 
@@ -106,56 +144,102 @@ class MetaCleanerModel(keras.Model):
         mode: str = "hallucinate",
         shuffle_subsets: bool = True,
         seed: int | None = None,
-        member_loss_weight: float = DEFAULT_MEMBER_LOSS_WEIGHT,
-        normalize_member_weights: bool = False,
-        subset_loss_weights: str | None = DEFAULT_SUBSET_LOSS_WEIGHTS,
-        normalize_subset_weights: bool = False,
-        **kwargs,
-    ):
+        member_loss_weight: float | str = AUTO,
+        subset_loss_weights: str | None = AUTO,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
-        if not isinstance(num_classes, int) or num_classes < 2:
+        if not _is_int(num_classes) or num_classes < 2:
             raise ValueError(f"`num_classes` must be an integer >= 2, got {num_classes!r}.")
+        if not _is_int(subset_size) or subset_size < 1:
+            raise ValueError(f"`subset_size` must be an integer >= 1, got {subset_size!r}.")
         if mode not in MODES:
             raise ValueError(f"`mode` must be one of {MODES}, got {mode!r}.")
-        if subset_loss_weights not in SUBSET_LOSS_WEIGHTS:
+        if subset_loss_weights != AUTO and subset_loss_weights not in SUBSET_LOSS_WEIGHTS:
             raise ValueError(
-                f"`subset_loss_weights` must be one of {SUBSET_LOSS_WEIGHTS}, "
+                f"`subset_loss_weights` must be one of {SUBSET_LOSS_WEIGHTS} or 'auto', "
                 f"got {subset_loss_weights!r}."
             )
-        if member_loss_weight < 0:
-            raise ValueError(f"`member_loss_weight` must be >= 0, got {member_loss_weight!r}.")
+        if member_loss_weight != AUTO and (
+            isinstance(member_loss_weight, (str, bool))
+            or not np.isfinite(member_loss_weight)
+            or member_loss_weight < 0
+        ):
+            raise ValueError(
+                "`member_loss_weight` must be a finite number >= 0 or 'auto', "
+                f"got {member_loss_weight!r}."
+            )
         if len(backbone.output_shape) != 2:
             raise ValueError(
                 "`backbone` must output a feature vector [B, D] (add global pooling); its output "
                 f"shape is {backbone.output_shape}."
             )
         self.backbone = backbone
-        self.num_classes = num_classes
-        self.subset_size = subset_size
+        self.num_classes = int(num_classes)
+        self.subset_size = int(subset_size)
         self.mode = mode
         self.shuffle_subsets = bool(shuffle_subsets)
         self.seed = seed
         self.cleaner = MetaCleaner(
-            subset_size, weighting, hidden_units, return_weights=True, name="metacleaner"
+            self.subset_size, weighting, hidden_units, return_weights=True, name="metacleaner"
         )
-        self.classifier = layers.Dense(num_classes, name="classifier")
+        self.member_loss_weight, self.subset_loss_weights = _resolve_losses(
+            mode, self.cleaner.weighting, member_loss_weight, subset_loss_weights
+        )
+        self.classifier = layers.Dense(self.num_classes, name="classifier")
         # float32 output under mixed precision: softmax and the loss stay stable.
         self.probabilities = layers.Activation("softmax", dtype="float32", name="probabilities")
-        self.member_loss_weight = float(member_loss_weight)
-        self.normalize_member_weights = bool(normalize_member_weights)
-        self.subset_loss_weights = subset_loss_weights
-        self.normalize_subset_weights = bool(normalize_subset_weights)
         self._member_loss_fn = keras.losses.SparseCategoricalCrossentropy()
         self.seed_generator = keras.random.SeedGenerator(seed, name="subset_shuffle")
         self.alpha_mean = keras.metrics.Mean(name="alpha_mean")
         self.alpha_std = keras.metrics.Mean(name="alpha_std")
         self.alpha_floor = keras.metrics.Mean(name="alpha_floor")
+        # Not in the logs: read after each step under XLA (`make_train_function`).
+        self.invalid_label_subsets = keras.metrics.Sum(name=_CHECK_METRICS[0])
+        self.invalid_subset_size_steps = keras.metrics.Sum(name=_CHECK_METRICS[1])
 
         feature_dim = backbone.output_shape[-1]
-        self.cleaner.build((None, subset_size, feature_dim))
+        self.cleaner.build((None, self.subset_size, feature_dim))
         self.classifier.build((None, feature_dim))
-        self.probabilities.build((None, num_classes))
+        self.probabilities.build((None, self.num_classes))
         self.built = True
+
+    @classmethod
+    def from_preset(
+        cls,
+        name: str,
+        /,
+        backbone: keras.Model,
+        num_classes: int,
+        subset_size: int,
+        **overrides: Any,
+    ) -> MetaCleanerModel:
+        """The model of a named method (`PRESETS`), with optional overrides.
+
+        Args:
+            name: `"metacleaner"` (this project's default), `"paper"` or
+                `"loss_reweight"`.
+            backbone: images -> features `[B, D]`.
+            num_classes: number of classes.
+            subset_size: N.
+            **overrides: any other constructor argument; it replaces the
+                preset's value (a weighting named here keeps the preset's
+                losses: the result records both).
+
+        Returns:
+            A `MetaCleanerModel`.
+
+        Example:
+
+        >>> import keras_metacleaner as kmc
+        >>> m = MetaCleanerModel.from_preset("paper", kmc.models.small_cnn(), 10, 4)
+        >>> type(m.weighting).__name__, m.member_loss_weight, m.subset_loss_weights
+        ('DenseWeighting', 0.0, None)
+        """
+        if name not in PRESETS:
+            raise ValueError(f"Unknown preset {name!r}; expected one of {sorted(PRESETS)}.")
+        arguments = {**PRESETS[name], **overrides}
+        return cls(backbone, num_classes, subset_size, **arguments)
 
     @property
     def image_shape(self) -> tuple:
@@ -192,10 +276,18 @@ class MetaCleanerModel(keras.Model):
             )
 
     def _subset_labels(self, x, y):
-        """Validates subset labels and returns them as int32 `[K]`."""
+        """Validates subset labels: int32 `[K]`, and 1.0 when every subset is valid, else 0.0.
+
+        Invalid labels are replaced by 0 so that, under XLA (which drops the
+        assertions), the step stays finite; the caller multiplies the loss by
+        the flag, so such a batch gives zero gradients.
+        """
         if y is None:
             raise ValueError("MetaCleanerModel needs labels y of shape [K] or [K, N] to train.")
         y = ops.convert_to_tensor(y)
+        if y.shape.rank is None:
+            # A step retraced for labels of both ranks relaxes to unknown rank.
+            y = tf.reshape(y, (tf.shape(y)[0], -1))
         if len(y.shape) not in (1, 2) or (
             len(y.shape) == 2 and y.shape[1] not in (None, 1, self.subset_size)
         ):
@@ -216,15 +308,36 @@ class MetaCleanerModel(keras.Model):
                 message=f"Labels must be class ids in [0, {self.num_classes}); got",
             ),
         ]
+        invalid = (y < 0) | (y >= self.num_classes)
         if len(y.shape) == 2:
             checks.append(
                 tf.debugging.assert_equal(
                     y, y[:, :1], message="All labels inside one subset must be equal; got"
                 )
             )
+            invalid = invalid | (y != y[:, :1])
+            invalid = tf.reduce_any(invalid, axis=1)
             y = y[:, 0]
+        # XLA drops the assertions above: count the bad subsets as well, for
+        # `make_train_function` to raise on.
+        num_invalid = tf.reduce_sum(tf.cast(invalid, "float32"))
+        self.invalid_label_subsets.update_state(num_invalid)
+        y = tf.where((y < 0) | (y >= self.num_classes), tf.zeros_like(y), y)
         with tf.control_dependencies(checks):
-            return tf.identity(y)
+            return tf.identity(y), tf.cast(num_invalid == 0, "float32")
+
+    def _check_subset_size(self, x):
+        """`x` after a run-time check of N (a retraced step relaxes the static shape)."""
+        size = tf.shape(x)[1]
+        self.invalid_subset_size_steps.update_state(
+            tf.cast(tf.not_equal(size, self.subset_size), "float32")
+        )
+        check = tf.debugging.Assert(
+            tf.equal(size, self.subset_size),
+            [f"Subsets must hold subset_size={self.subset_size} images, got N =", size],
+        )
+        with tf.control_dependencies([check]):
+            return tf.identity(x)
 
     # ----------------------------------------------------------------- forward
     def _subset_features(self, x, training):
@@ -271,7 +384,8 @@ class MetaCleanerModel(keras.Model):
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         self._check_images(x, 5, "Training inputs x")
-        labels = self._subset_labels(x, y)
+        x = self._check_subset_size(x)
+        labels, valid = self._subset_labels(x, y)
         if self.shuffle_subsets:
             x = self._shuffle_within_subsets(x)
 
@@ -294,7 +408,8 @@ class MetaCleanerModel(keras.Model):
             # Keras' losses already divide their mean by the number of replicas
             # (keras.losses.Loss -> scale_loss_for_distribution), so the summed
             # replica gradients are the gradient of the global-batch mean.
-            scaled_loss = self.optimizer.scale_loss(loss)
+            # 0 for a batch with invalid labels (raised after the step under XLA).
+            scaled_loss = self.optimizer.scale_loss(loss * valid)
 
         gradients = tape.gradient(scaled_loss, self.trainable_variables)
         self.optimizer.apply(gradients, self.trainable_variables)
@@ -304,23 +419,60 @@ class MetaCleanerModel(keras.Model):
                 metric.update_state(
                     unscale_loss_for_distribution(loss), sample_weight=ops.shape(labels)[0]
                 )
-        return self.compute_metrics(x, labels, probabilities, sample_weight=sample_weight)
+        logs = self.compute_metrics(x, labels, probabilities, sample_weight=sample_weight)
+        return {name: value for name, value in logs.items() if name not in _CHECK_METRICS}
+
+    def make_train_function(self, force: bool = False) -> Callable:
+        """Keras' train function, plus the subset checks that XLA would drop.
+
+        With `jit_compile` on, XLA compiles TensorFlow's assertions to
+        nothing: the step counts bad subsets instead, and this raises
+        `tf.errors.InvalidArgumentError` as soon as a step returns with any.
+        """
+        if self.train_function is not None and not force:
+            return self.train_function
+        super().make_train_function(force=True)
+        step = self.train_function
+        if not self.jit_compile:
+            return step
+
+        def train_function(iterator):
+            logs = step(iterator)
+            self._raise_on_invalid_batches()
+            return logs
+
+        self.train_function = train_function
+        return train_function
+
+    def _raise_on_invalid_batches(self) -> None:
+        bad_subsets = float(self.invalid_label_subsets.result())
+        bad_sizes = float(self.invalid_subset_size_steps.result())
+        if bad_subsets or bad_sizes:
+            for counter in (self.invalid_label_subsets, self.invalid_subset_size_steps):
+                counter.reset_state()
+            raise tf.errors.InvalidArgumentError(
+                None,
+                None,
+                f"Invalid training batches: {bad_sizes:.0f} step(s) with subsets of another size "
+                f"than subset_size={self.subset_size}, {bad_subsets:.0f} subset(s) whose labels "
+                f"differ inside the subset or lie outside [0, {self.num_classes}).",
+            )
 
     def _subset_weights(self, alpha, sample_weight):
         """Per-subset weights of the hallucinated loss (`sample_weight` times α's)."""
         if self.subset_loss_weights is None:
             return sample_weight
+        weights = self._alpha_subset_weights(alpha)
+        if sample_weight is not None:
+            weights = weights * ops.reshape(ops.cast(sample_weight, "float32"), (-1,))
+        return weights
+
+    def _alpha_subset_weights(self, alpha):
         # Eq. 3 divides by Σα, so a subset whose members all look mislabelled
         # still yields a full-weight feature; its α scale says how much to trust it.
         alpha = ops.stop_gradient(ops.cast(alpha, "float32"))
         reduce = ops.max if self.subset_loss_weights == "max_alpha" else ops.mean
-        weights = reduce(alpha, axis=1)
-        if self.normalize_subset_weights:
-            # Redistribute between subsets without shrinking the loss as a whole.
-            weights = weights / ops.maximum(global_mean(weights), 1e-12)
-        if sample_weight is not None:
-            weights = weights * ops.reshape(ops.cast(sample_weight, "float32"), (-1,))
-        return weights
+        return reduce(alpha, axis=1)
 
     def _member_targets(self, labels, alpha, member_logits, sample_weight, normalize=True):
         """Flattened `(labels, probabilities, weights)` of the K·N members.
@@ -356,10 +508,14 @@ class MetaCleanerModel(keras.Model):
         y, y_pred, weights = self._member_targets(labels, alpha, member_logits, sample_weight)
         return self.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=weights, training=True)
 
+    #: Weight each member of the auxiliary loss by α itself (on clean data,
+    #: where α ≈ 1, that loss is plain training), not by `N·α_i / Σα`.
+    _normalize_member_weights = False
+
     def _member_loss(self, labels, alpha, member_logits, sample_weight):
         """The auxiliary member loss of `member_loss_weight` (α gradient stopped by the caller)."""
         y, y_pred, weights = self._member_targets(
-            labels, alpha, member_logits, sample_weight, normalize=self.normalize_member_weights
+            labels, alpha, member_logits, sample_weight, normalize=self._normalize_member_weights
         )
         # A keras Loss object divides by the replica count as compute_loss
         # does, without adding the regularisation losses a second time.
@@ -375,7 +531,11 @@ class MetaCleanerModel(keras.Model):
     def test_step(self, data):
         logs = super().test_step(data)
         # α is a training statistic; test batches never touch the cleaner.
-        return {name: value for name, value in logs.items() if not name.startswith("alpha_")}
+        return {
+            name: value
+            for name, value in logs.items()
+            if not name.startswith("alpha_") and name not in _CHECK_METRICS
+        }
 
     # --------------------------------------------------------------- inference
     def inference_model(self, name: str | None = None) -> keras.Model:
@@ -456,16 +616,29 @@ class MetaCleanerModel(keras.Model):
             "shuffle_subsets": self.shuffle_subsets,
             "seed": self.seed,
             "member_loss_weight": self.member_loss_weight,
-            "normalize_member_weights": self.normalize_member_weights,
             "subset_loss_weights": self.subset_loss_weights,
-            "normalize_subset_weights": self.normalize_subset_weights,
         }
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config: dict) -> MetaCleanerModel:
         # Deep copy: deserializing a Functional backbone pops keys from its
         # nested config, which would empty the caller's dict.
         config = copy.deepcopy(config)
         config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
         config["weighting"] = keras.saving.deserialize_keras_object(config["weighting"])
+        # Files saved before the normalisation experiments left this class.
+        normalize = {}
+        if cls is MetaCleanerModel:
+            normalize = {
+                key: bool(config.pop(key))
+                for key in ("normalize_member_weights", "normalize_subset_weights")
+                if key in config
+            }
+        if config.get("mode") == "loss_reweight":
+            # Stored then, never read in this mode.
+            config["member_loss_weight"], config["subset_loss_weights"] = 0.0, None
+        if cls is MetaCleanerModel and any(normalize.values()):
+            from keras_metacleaner.experimental.normalized import NormalizedLossMetaCleanerModel
+
+            return NormalizedLossMetaCleanerModel(**config, **normalize)
         return cls(**config)

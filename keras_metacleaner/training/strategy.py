@@ -1,12 +1,13 @@
-"""Distribution strategy from a name and TF_CONFIG, chief detection, logical CPUs."""
+"""Distribution strategy from a name and TF_CONFIG, chief detection, logical CPUs.
+
+TensorFlow is imported inside the functions that need it, so a tool can check
+`--strategy` and TF_CONFIG before the framework starts.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-
-import tensorflow as tf
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
 
@@ -136,6 +137,8 @@ def split_cpu(num_devices: int) -> None:
     """
     if num_devices <= 1:
         return
+    import tensorflow as tf
+
     cpus = tf.config.list_physical_devices("CPU")
     current = tf.config.get_logical_device_configuration(cpus[0])
     if current and len(current) == num_devices:
@@ -151,7 +154,7 @@ def split_cpu(num_devices: int) -> None:
         ) from e
 
 
-def get_strategy(name: str) -> tf.distribute.Strategy:
+def get_strategy(name: str):
     """A `tf.distribute.Strategy` by name.
 
     Args:
@@ -170,6 +173,8 @@ def get_strategy(name: str) -> tf.distribute.Strategy:
     """
     if name not in STRATEGIES:
         raise ValueError(f"Unknown strategy {name!r}; expected one of {STRATEGIES}.")
+    import tensorflow as tf
+
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
@@ -179,34 +184,3 @@ def get_strategy(name: str) -> tf.distribute.Strategy:
         return tf.distribute.MirroredStrategy(devices=devices)
     validate_tf_config(tf_config())
     return tf.distribute.MultiWorkerMirroredStrategy()
-
-
-@contextlib.contextmanager
-def keras_multi_worker_reduction():
-    """Works around Keras 3 reducing scalar logs with `axis=0` under multi-worker.
-
-    Keras' TF trainer reduces every per-replica log value with
-    `strategy.reduce("MEAN", v, axis=0)` when the strategy is a multi-worker
-    `CollectiveAllReduceStrategy`; for the scalar metric results of a
-    `train_step` that fails ("Invalid reduction dimension 0 for input with 0
-    dimensions", keras-team/keras#20585, tensorflow/tensorflow#72388). Metric
-    variables are all-reduced on every update, so each replica already holds
-    the global value and the local mean Keras uses for single-worker
-    strategies is exact. Inside this context Keras takes that path.
-
-    Example:
-
-    >>> with keras_multi_worker_reduction():
-    ...     pass
-    """
-    from keras.src.backend.tensorflow import trainer as tf_trainer
-
-    original = getattr(tf_trainer, "_collective_all_reduce_multi_worker", None)
-    if original is None:  # a Keras without the problem
-        yield
-        return
-    tf_trainer._collective_all_reduce_multi_worker = lambda strategy: False
-    try:
-        yield
-    finally:
-        tf_trainer._collective_all_reduce_multi_worker = original

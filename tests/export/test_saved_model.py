@@ -232,3 +232,20 @@ def test_loads_like_tf_serving_in_a_graph_mode_session(trained_model, exported, 
             assert [n.decode() for n in result["class_name"]] == [
                 CLASS_NAMES[i] for i in expected.argmax(-1)
             ]
+
+
+def test_bad_and_empty_input_in_a_graph_mode_session(exported, sample_images):
+    """The in-graph checks hold where TF Serving runs them: an empty batch answers empty,
+    NaN pixels are an INVALID_ARGUMENT (HTTP 400) naming the input."""
+    images = sample_images[0].astype("float32")
+    images[0, 0, 0, 0] = np.nan
+    graph = tf.Graph()
+    with graph.as_default(), tf.compat.v1.Session(graph=graph) as session:
+        meta_graph = tf.compat.v1.saved_model.loader.load(session, ["serve"], exported[0])
+        signature = meta_graph.signature_def["serving_default"]
+        (input_info,) = signature.inputs.values()
+        fetches = {key: info.name for key, info in signature.outputs.items()}
+        empty = session.run(fetches, {input_info.name: np.zeros((0, 28, 28, 1), "float32")})
+        assert empty["probabilities"].shape == (0, 10) and empty["class_name"].shape == (0,)
+        with pytest.raises(tf.errors.InvalidArgumentError, match="images holds 1 NaN or inf"):
+            session.run(fetches, {input_info.name: images})

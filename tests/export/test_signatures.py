@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -92,6 +94,12 @@ def test_decode_images_keeps_same_size_pixels_exact():
         ("serving_default", (2, 32, 32, 1)),
         ("serving_default", (1, 28, 28, 3)),
         ("serving_uint8", (1, 27, 28, 1)),
+        # One image without its batch dimension: "Incompatible shapes: [3] vs. [2]" before.
+        ("serving_default", (28, 28, 1)),
+        ("serving_uint8", (28, 28, 1)),
+        ("serving_default", (28, 28)),
+        ("serving_default", ()),
+        ("serving_default", (1, 28, 28, 1, 1)),
     ],
 )
 def test_pixels_of_the_wrong_shape_are_rejected_clearly(loaded, signature, shape):
@@ -99,9 +107,89 @@ def test_pixels_of_the_wrong_shape_are_rejected_clearly(loaded, signature, shape
     with pytest.raises(tf.errors.InvalidArgumentError) as error:
         loaded.signatures[signature](images=tf.zeros(shape, dtype))
     message = str(error.value)
-    assert f"{signature} expects images of shape [batch, 28, 28, 1]" in message
-    assert f"got shape [{' '.join(map(str, shape))}]" in message
-    assert "serving_bytes" in message
+    assert f"{signature}: images must have shape [batch, 28, 28, 1]" in message
+    assert f"but has shape [{' '.join(map(str, shape))}]" in message
+    assert "a batch of one" in message and "serving_bytes" in message
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_non_finite_pixels_are_rejected_not_classified(loaded, sample_images, value):
+    images = sample_images[0].astype("float32")
+    images[1, 3, 4, 0] = value
+    with pytest.raises(
+        tf.errors.InvalidArgumentError,
+        match=r"serving_default: images holds 1 NaN or infinite values \(first at index "
+        r"\[\[1 3 4 0\]\]\); send raw pixels in \[0, 255\]",
+    ):
+        loaded.signatures["serving_default"](images=tf.constant(images))
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param(lambda png: tf.constant(png), id="scalar"),
+        pytest.param(lambda png: tf.constant([[png, png]]), id="matrix"),
+        pytest.param(lambda png: tf.constant([[png]]), id="column"),
+    ],
+)
+def test_image_bytes_must_be_a_vector(loaded, sample_images, value):
+    with pytest.raises(tf.errors.InvalidArgumentError) as error:
+        loaded.signatures["serving_bytes"](image_bytes=value(_png(sample_images[0][0])))
+    assert "serving_bytes: image_bytes must be a vector [batch] of encoded files" in str(
+        error.value
+    )
+    assert "a list of one" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "signature,value",
+    [
+        ("serving_default", tf.zeros((0, 28, 28, 1), tf.float32)),
+        ("serving_uint8", tf.zeros((0, 28, 28, 1), tf.uint8)),
+        ("serving_bytes", tf.zeros((0,), tf.string)),
+    ],
+)
+def test_an_empty_batch_returns_an_empty_result(loaded, signature, value):
+    name = "image_bytes" if signature == "serving_bytes" else "images"
+    result = loaded.signatures[signature](**{name: value})
+    assert result["probabilities"].shape == (0, 10)
+    assert result["probabilities"].dtype == tf.float32
+    assert result["class_id"].shape == (0,) and result["class_id"].dtype == tf.int64
+    assert result["class_name"].shape == (0,) and result["class_name"].dtype == tf.string
+
+
+def _pil_file(image, fmt: str, mode: str) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.asarray(image, np.uint8)).convert(mode).save(buffer, fmt)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "BMP"])
+def test_gif_and_bmp_serve_a_grayscale_model(trained_model, loaded, sample_images, fmt):
+    images, _ = sample_images
+    gray = [_pil_file(image[..., 0], fmt, "L") for image in images[:3]]
+    rgb = _pil_file(np.repeat(images[3], 3, axis=-1), fmt, "RGB")
+    result = loaded.signatures["serving_bytes"](image_bytes=tf.constant([*gray, rgb]))
+    # A gray image (here: the same pixels in three channels) comes back pixel for pixel.
+    np.testing.assert_allclose(
+        result["probabilities"].numpy(), keras_probabilities(trained_model, images[:4]), atol=1e-5
+    )
+
+
+def test_gif_and_bmp_colour_is_converted_with_the_grayscale_weights():
+    rgb = np.random.default_rng(4).integers(0, 256, (6, 5, 3), dtype=np.uint8)
+    gray = np.round(rgb.astype("float64") @ [0.2989, 0.5870, 0.1140])
+    for fmt in ("BMP", "GIF"):
+        decoded = kmc.export.decode_images(
+            tf.constant([_pil_file(rgb, fmt, "RGB")]), (6, 5, 1)
+        ).numpy()[0, ..., 0]
+        if fmt == "BMP":  # lossless
+            np.testing.assert_allclose(decoded, gray, atol=1.0)
+        assert decoded.shape == (6, 5) and 0 <= decoded.min() and decoded.max() <= 255
+    colour = kmc.export.decode_images(tf.constant([_pil_file(rgb, "BMP", "RGB")]), (6, 5, 3))
+    np.testing.assert_array_equal(colour.numpy()[0], rgb.astype("float32"))
 
 
 def test_corrupt_bytes_name_the_problem_and_the_server_lives_on(

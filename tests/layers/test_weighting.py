@@ -11,7 +11,6 @@ from keras_metacleaner.layers.weighting import (
     DEFAULT_WEIGHTING,
     PAPER_WEIGHTING,
     WEIGHTINGS,
-    DenseWeighting,
     LabelConfidenceWeighting,
     LabelPosteriorWeighting,
     get_weighting,
@@ -292,87 +291,6 @@ def test_label_posterior_flip_classes_sets_the_odds_of_a_wrong_label():
         assert float(alpha[0, 0]) == pytest.approx(expected, rel=1e-5)
 
 
-def _dense_alpha_and_feature_gradient(**kwargs):
-    import tensorflow as tf
-
-    layer = DenseWeighting(subset_size=N, hidden_units=H, **kwargs)
-    features = tf.constant(_features())
-    with tf.GradientTape(persistent=True) as tape:
-        tape.watch(features)
-        alpha = layer(features)
-        total = tf.reduce_sum(alpha * tf.range(N, dtype=alpha.dtype))
-    return layer, alpha.numpy(), tape.gradient(total, features), tape, total
-
-
-def test_dense_defaults_are_the_papers_layer():
-    layer = DenseWeighting(subset_size=N, hidden_units=H)
-    assert layer.alpha_min == 0.5
-    assert (layer.negative_slope, layer.output_bias, layer.temperature) == (0.0, 0.0, 1.0)
-    assert not layer.normalize_inputs and not layer.stop_input_gradient
-
-
-def test_dense_negative_slope_keeps_a_gradient_below_zero():
-    import tensorflow as tf
-
-    for slope, alive in ((0.0, False), (0.1, True)):
-        layer = DenseWeighting(subset_size=N, hidden_units=H, negative_slope=slope)
-        layer.build((None, N, D))
-        layer.output_dense.bias.assign(np.full((N,), -100.0, "float32"))
-        with tf.GradientTape() as tape:
-            total = tf.reduce_sum(layer(tf.constant(_features())))
-        gradient = tape.gradient(total, layer.output_dense.bias)
-        # A closed ReLU is the absorbing state of the paper's layer; a leaky
-        # one still tells the bias which way is up.
-        assert (float(tf.reduce_max(tf.abs(gradient))) > 0) == alive
-    assert layer.alpha_min == 0.0
-
-
-def test_dense_output_bias_and_temperature_shape_the_first_alpha():
-    layer = DenseWeighting(subset_size=N, hidden_units=H, output_bias=50.0)
-    np.testing.assert_allclose(ops.convert_to_numpy(layer(_features())), 1.0, atol=1e-6)
-    hot = DenseWeighting(subset_size=N, hidden_units=H, output_bias=1.0, temperature=0.5)
-    hot.build((None, N, D))
-    hot.hidden.kernel.assign(np.zeros((N * D, H), "float32"))
-    np.testing.assert_allclose(
-        ops.convert_to_numpy(hot(_features())), 1 / (1 + np.exp(-2.0)), rtol=1e-5
-    )
-
-
-def test_dense_normalized_inputs_ignore_the_feature_scale():
-    layer = DenseWeighting(subset_size=N, hidden_units=H, output_relu=False, normalize_inputs=True)
-    np.testing.assert_allclose(
-        ops.convert_to_numpy(layer(_features())),
-        ops.convert_to_numpy(layer(_features(scale=25.0))),
-        rtol=1e-4,
-    )
-
-
-def test_dense_stop_input_gradient_cuts_only_the_backbone_path():
-    layer, _, feature_gradient, tape, total = _dense_alpha_and_feature_gradient(
-        output_relu=False, stop_input_gradient=True
-    )
-    assert feature_gradient is None
-    weight_gradients = tape.gradient(total, layer.trainable_weights)
-    assert all(g is not None for g in weight_gradients)
-    _, _, open_gradient, _, _ = _dense_alpha_and_feature_gradient(output_relu=False)
-    assert float(np.abs(open_gradient.numpy()).max()) > 0
-
-
-def test_dense_options_survive_serialization(tmp_path):
-    kwargs = dict(
-        subset_size=N,
-        hidden_units=H,
-        negative_slope=0.1,
-        output_bias=1.0,
-        normalize_inputs=True,
-        stop_input_gradient=True,
-        temperature=0.5,
-    )
-    run_layer_test(
-        DenseWeighting, kwargs, _features(), expected_output_shape=(K, N), tmp_path=tmp_path
-    )
-
-
 def test_label_confidence_without_scores_is_the_plain_mean():
     layer = LabelConfidenceWeighting(subset_size=N)
     np.testing.assert_array_equal(ops.convert_to_numpy(layer(_features())), np.ones((K, N)))
@@ -415,8 +333,6 @@ def test_unknown_name_lists_the_valid_ones():
         (lambda: LabelPosteriorWeighting(N, floor=1.0), "floor.*1.0"),
         (lambda: LabelPosteriorWeighting(N, flip_classes=0), "flip_classes.*0"),
         (lambda: LabelPosteriorWeighting(N, min_clean_prior=1.0), "min_clean_prior.*1.0"),
-        (lambda: DenseWeighting(N, H, negative_slope=-0.1), "negative_slope.*-0.1"),
-        (lambda: DenseWeighting(N, H, temperature=0.0), "temperature.*0.0"),
     ],
 )
 def test_bad_arguments_name_the_value(make, message):
@@ -431,27 +347,30 @@ def test_weightings_are_registered_by_name():
         assert serialized["registered_name"].startswith("keras_metacleaner>")
 
 
-def test_warmup_weighting_is_the_plain_mean_until_switched_on():
-    import tensorflow as tf
-
-    layer = weighting_lib.WarmupWeighting("fc_fc_sig", subset_size=N, hidden_units=H)
-    features = tf.constant(_features())
-    with tf.GradientTape() as tape:
-        alpha = layer(features)
-    np.testing.assert_array_equal(alpha.numpy(), np.ones((K, N)))
-    # Off: the inner weighting gets no gradient, so it cannot drift during warm-up.
-    gradients = tape.gradient(tf.reduce_sum(alpha), layer.weighting.trainable_weights)
-    assert all(g is None or not np.any(g.numpy()) for g in gradients)
-    assert [w.name for w in layer.non_trainable_weights] == ["on"]
-    layer.on.assign(1.0)
-    np.testing.assert_allclose(
-        layer(features).numpy(), layer.weighting(features).numpy(), atol=1e-6
-    )
+# One subset of N = 2 members with D = 2 features, concatenated: x = [1, 2, -1, 0.5].
+_PIN_FEATURES = np.array([[[1.0, 2.0], [-1.0, 0.5]]], "float32")
+_PIN_W1 = np.array([[1, 0, -1], [0.5, -1, 0], [0, 1, 1], [1, 0, 2]], "float32")
+_PIN_B1 = np.array([0, 0.5, 0], "float32")
+_PIN_W2 = np.array([[1, -1], [0.5, 1], [-1, 0.5]], "float32")
+_PIN_B2 = np.array([0.25, 0], "float32")
 
 
-def test_warmup_weighting_survives_serialization():
-    layer = weighting_lib.WarmupWeighting("fc_fc_relu_sig", subset_size=N, hidden_units=H)
-    layer(_features())
-    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
-    assert isinstance(restored.weighting, DenseWeighting) and restored.weighting.output_relu
-    assert restored.alpha_min == 0.5
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        # h = x·W1 + b1 = [2.5, -2.5, -1]; z = h·W2 + b2 = [2.5, -5.5];
+        # the paper's layer: α = sigmoid(ReLU(z)) = [sigmoid(2.5), sigmoid(0)].
+        ("fc_fc_relu_sig", [0.9241418, 0.5]),
+        # No ReLU at all: α = sigmoid(z).
+        ("fc_fc_sig", [0.9241418, 0.0040701]),
+        # ReLU on the hidden layer too: h = [2.5, 0, 0], z = [2.75, -2.5].
+        ("fc_relu_fc_relu_sig", [0.9399133, 0.5]),
+    ],
+)
+def test_table_2_fc_layers_match_hand_computed_values(name, expected):
+    layer = get_weighting(name, subset_size=2, hidden_units=3)
+    layer.build((None, 2, 2))
+    layer.hidden.set_weights([_PIN_W1, _PIN_B1])
+    layer.output_dense.set_weights([_PIN_W2, _PIN_B2])
+    alpha = ops.convert_to_numpy(layer(_PIN_FEATURES))
+    np.testing.assert_allclose(alpha, [expected], rtol=1e-6, atol=1e-7)

@@ -84,23 +84,6 @@ def test_label_posterior_estimates_one_clean_share_for_all_replicas():
     np.testing.assert_allclose(np.concatenate(scores), expected, rtol=1e-5)
 
 
-def test_normalized_subset_weights_divide_by_the_global_batch_mean():
-    strategy = two_replica_strategy()
-    kwargs = {"subset_loss_weights": "max_alpha", "normalize_subset_weights": True}
-    single = tiny_model("label_confidence", **kwargs)
-    with strategy.scope():
-        mirrored = tiny_model("label_confidence", **kwargs)
-    alpha = {0: [[1.0, 0.5, 0.1], [0.9, 0.2, 0.1]], 1: [[0.2, 0.1, 0.1], [0.3, 0.3, 0.05]]}
-    per_replica = strategy.experimental_distribute_values_from_function(
-        lambda context: tf.constant(alpha[context.replica_id_in_sync_group])
-    )
-    weights = strategy.run(lambda a: mirrored._subset_weights(a, None), args=(per_replica,))
-    actual = np.concatenate([w.numpy() for w in strategy.experimental_local_results(weights)])
-    expected = single._subset_weights(tf.constant(alpha[0] + alpha[1]), None).numpy()
-    np.testing.assert_allclose(actual, expected, rtol=1e-6)
-    np.testing.assert_allclose(expected, np.array([1.0, 0.9, 0.2, 0.3]) / 0.6, rtol=1e-6)
-
-
 def test_the_batch_is_split_between_subsets_not_inside_them():
     strategy = two_replica_strategy()
     x, y = random_subsets(K, N, num_classes=C, seed=22)

@@ -1,0 +1,50 @@
+"""Named, complete MetaCleaner configurations: one word selects a method."""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+from typing import Any
+
+#: `MetaCleanerModel` arguments of each named method. Every loss option is
+#: spelled out, so a preset never depends on a library default that may move.
+#:
+#: - `"metacleaner"`: this project's default. α is the posterior that a
+#:   member's label is right (`label_posterior`), the classifier also learns
+#:   from each member weighted by its α, and each subset's hallucinated loss
+#:   is weighted by its largest α, so a subset whose members all look
+#:   mislabelled cannot teach its label at full weight.
+#: - `"paper"`: MetaCleaner exactly as the paper describes it: the FC-FC-ReLU-
+#:   sigmoid weighting (Table 2, section 4: 384 hidden units), Eq. 3, the
+#:   classifier trained on the hallucinated features alone.
+#: - `"loss_reweight"`: the paper's Table 3 (I): the same weighting, but each
+#:   image is classified on its own and its loss weighted by its α.
+PRESETS: MappingProxyType[str, MappingProxyType[str, Any]] = MappingProxyType(
+    {
+        "metacleaner": MappingProxyType(
+            {
+                "weighting": "label_posterior",
+                "mode": "hallucinate",
+                "member_loss_weight": 1.0,
+                "subset_loss_weights": "max_alpha",
+            }
+        ),
+        "paper": MappingProxyType(
+            {
+                "weighting": "fc_fc_relu_sig",
+                "hidden_units": 384,
+                "mode": "hallucinate",
+                "member_loss_weight": 0.0,
+                "subset_loss_weights": None,
+            }
+        ),
+        "loss_reweight": MappingProxyType(
+            {
+                "weighting": "fc_fc_relu_sig",
+                "hidden_units": 384,
+                "mode": "loss_reweight",
+                "member_loss_weight": 0.0,
+                "subset_loss_weights": None,
+            }
+        ),
+    }
+)

@@ -1,0 +1,115 @@
+"""The tf.data pipelines of a run: grouped subsets, single images, indexed images, test.
+
+Which one a method trains on is its registry entry's `inputs`
+(`training.methods`). Pipelines are unbatched-in, batched-out, deterministic
+for a seed, and repeat-free (the stages repeat them).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from keras_metacleaner import data
+from keras_metacleaner.training.config import TrainConfig
+from keras_metacleaner.training.preparation import Split
+
+
+def _image_bytes(shape) -> int:
+    return int(np.prod([d or 224 for d in shape])) * 4
+
+
+def shuffle_buffer(size: int, shape) -> int:
+    """Enough to mix well, bounded to ~256 MB of decoded images."""
+    return max(1, min(size, max(1024, 256 * 2**20 // _image_bytes(shape))))
+
+
+def map_images(dataset: tf.data.Dataset, fn) -> tf.data.Dataset:
+    """Applies `fn` to the image of every `(image, label)` element."""
+    return dataset.map(lambda x, y: (fn(x), y), num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def distribute_options(dataset: tf.data.Dataset, multi_worker: bool) -> tf.data.Dataset:
+    """Deterministic order; shard by element (sources are in memory or generators)."""
+    options = tf.data.Options()
+    options.deterministic = True
+    if multi_worker:
+        options.experimental_distribute.auto_shard_policy = (
+            tf.data.experimental.AutoShardPolicy.DATA
+        )
+    return dataset.with_options(options)
+
+
+def augment_fn(config: TrainConfig):
+    """The training augmentation of `config`, or None."""
+    if not config.augment:
+        return None
+    return data.preprocessing.train_augment(config.image_size or None)
+
+
+def test_images(config: TrainConfig, dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """Evaluation-time transform (centre crop when training augments)."""
+    if config.augment and config.image_size:
+        return map_images(dataset, data.preprocessing.test_transform(config.image_size))
+    return dataset
+
+
+def test_pipeline(config: TrainConfig, dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """Batched evaluation data."""
+    return test_images(config, dataset).batch(config.batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def grouped_pipeline(config: TrainConfig, train: Split, num_classes: int) -> tf.data.Dataset:
+    """Batches of K subsets of N same-label images, `([K, N, H, W, C], [K])`."""
+    return data.group_by_class(
+        train.loaded if train.loaded is not None else train.dataset,
+        subset_size=config.subset_size,
+        groups_per_batch=config.batch_size // config.subset_size,
+        seed=config.seed,
+        num_classes=num_classes,
+        augment=augment_fn(config),
+        labels=train.labels,
+        num_replicas=1,  # checked against the strategy by `stages.check_replicas`
+    )
+
+
+def single_pipeline(
+    config: TrainConfig, dataset: tf.data.Dataset, size: int, shape, seed: int
+) -> tf.data.Dataset:
+    """Shuffled, augmented batches of single images, `([B, H, W, C], [B])`."""
+    dataset = dataset.shuffle(shuffle_buffer(size, shape), seed=seed, reshuffle_each_iteration=True)
+    augment = augment_fn(config)
+    if augment is not None:
+        dataset = map_images(dataset, augment)
+    return dataset.batch(config.batch_size, drop_remainder=True)
+
+
+def indexed_pipeline(config: TrainConfig, train: Split, shape, seed: int) -> tf.data.Dataset:
+    """Single images with each example's position, `({"images", "index"}, y)` (ELR)."""
+    indexed = train.dataset.enumerate().map(
+        lambda i, element: ((element[0], tf.cast(i, tf.int32)), element[1])
+    )
+    indexed = indexed.shuffle(
+        shuffle_buffer(len(train), shape), seed=seed, reshuffle_each_iteration=True
+    )
+    augment = augment_fn(config)
+
+    def pack(inputs, label):
+        image, index = inputs
+        if augment is not None:
+            image = augment(image)
+        return {"images": image, "index": index}, label
+
+    return indexed.map(pack, num_parallel_calls=tf.data.AUTOTUNE).batch(
+        config.batch_size, drop_remainder=True
+    )
+
+
+def training_pipeline(config: TrainConfig, train: Split, num_classes: int, shape):
+    """The first stage's batches for `config.method` (its registry entry's `inputs`)."""
+    inputs = config.method_spec.inputs
+    if inputs == "grouped":
+        return grouped_pipeline(config, train, num_classes)
+    if inputs == "indexed":
+        return indexed_pipeline(config, train, shape, config.seed)
+    return single_pipeline(config, train.dataset, len(train), shape, config.seed)
