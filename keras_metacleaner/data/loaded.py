@@ -125,6 +125,7 @@ class LoadedData:
     # ---------------------------------------------------------- deriving
     def _derive(self, positions, labels=None) -> LoadedData:
         """The examples at `positions` (a slice or an index array), optionally relabelled."""
+        relabel = labels is not None
         labels = self.labels[positions] if labels is None else labels
         clean = None if self.clean_labels is None else self.clean_labels[positions]
         view, train = None, None
@@ -132,7 +133,7 @@ class LoadedData:
             view = self.view.select(positions).with_labels(labels)
         else:
             train = _select_stream(self.train, positions, self.size)
-            if labels is not self.labels[positions]:
+            if relabel:
                 images = train.map(lambda image, label: image)
                 train = tf.data.Dataset.zip((images, tf.data.Dataset.from_tensor_slices(labels)))
         return LoadedData(self.info, self.test, labels, view, train, clean, self.indices[positions])
@@ -165,9 +166,7 @@ class LoadedData:
         [1, 1, 0]
         """
         labels = _check_labels(labels, self.info.num_classes, self.size, "with_labels")
-        derived = self._derive(slice(None), labels)
-        derived.indices = self.indices
-        return derived
+        return self._derive(slice(None), labels)
 
     def split_validation(self, fraction: float, seed: int = 0) -> tuple[LoadedData, LoadedData]:
         """Holds out a random `fraction` of the training examples.
