@@ -581,6 +581,15 @@ def parse_args(argv):
         fail(f"--units={','.join(args.units)!r}: expected a subset of {list(UNITS)}.")
     if not args.seeds:
         fail("--seeds: give at least one seed.")
+    if "cleanlab" in args.units and not args.report:
+        import importlib.util
+
+        if importlib.util.find_spec("cleanlab") is None:
+            fail(
+                "--units includes cleanlab, which is not installed: pip install "
+                "'keras-metacleaner[bench]' (or pip install cleanlab), or pass "
+                "--units=metacleaner,baseline."
+            )
     if (
         args.folds < 2
         or args.epochs < 1
