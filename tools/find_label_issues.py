@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import zipfile
 
 from absl import app, flags
 
@@ -109,6 +110,8 @@ def _check_flags() -> dict[str, str]:
     """Every check that needs no TensorFlow; returns the output paths."""
     if not FLAGS.model or not os.path.isfile(FLAGS.model):
         _fail(f"--model={FLAGS.model!r} is not a file; pass a trained <model_dir>/model.keras.")
+    if not zipfile.is_zipfile(FLAGS.model):
+        _fail(f"--model={FLAGS.model!r} cannot be loaded: not a .keras file (a zip archive).")
     if FLAGS["noise_rate"].present and not 0.0 <= FLAGS.noise_rate < 1.0:
         _fail(f"--noise_rate={FLAGS.noise_rate} must be in [0, 1).")
     for name, low in (
