@@ -62,15 +62,6 @@ def _status_mb(field: str) -> float | None:
     return None
 
 
-def _first(train, count: int):
-    """The first `count` training examples, keeping the fast random-access path."""
-    import keras_metacleaner as kmc
-
-    if hasattr(train, "take") and not hasattr(train, "element_spec"):
-        return train.take(count)  # LoadedData.take
-    return kmc.data.take(train, count)
-
-
 def _models(num_classes: int, image_shape):
     import keras
 
@@ -79,31 +70,10 @@ def _models(num_classes: int, image_shape):
     def backbone():
         return kmc.models.get_backbone("small_cnn", tuple(image_shape))
 
-    plain_classifier = getattr(kmc.models, "plain_classifier", None)
-    if plain_classifier is None:
-        from keras_metacleaner.training.recipe import plain_classifier
-
     def metacleaner():
-        model_cls = kmc.models.MetaCleanerModel
-        if hasattr(model_cls, "from_preset"):
-            return model_cls.from_preset(
-                "metacleaner", backbone(), num_classes=num_classes, subset_size=SUBSET_SIZE
-            )
-        from keras_metacleaner.layers.weighting import DEFAULT_WEIGHTING
-        from keras_metacleaner.models import (
-            DEFAULT_MEMBER_LOSS_WEIGHT,
-            DEFAULT_SUBSET_LOSS_WEIGHTS,
-        )
-
-        return model_cls(
-            backbone(),
-            num_classes=num_classes,
-            subset_size=SUBSET_SIZE,
-            weighting=DEFAULT_WEIGHTING,
-            member_loss_weight=DEFAULT_MEMBER_LOSS_WEIGHT,
-            subset_loss_weights=DEFAULT_SUBSET_LOSS_WEIGHTS,
-            mode="hallucinate",
-            seed=SEED,
+        # The project's default method ("metacleaner" preset), as tools/train.py builds it.
+        return kmc.models.MetaCleanerModel.from_preset(
+            "metacleaner", backbone(), num_classes=num_classes, subset_size=SUBSET_SIZE, seed=SEED
         )
 
     def compiled(model):
@@ -115,7 +85,7 @@ def _models(num_classes: int, image_shape):
         return model
 
     return {
-        "plain": lambda: compiled(plain_classifier(backbone(), num_classes)),
+        "plain": lambda: compiled(kmc.models.plain_classifier(backbone(), num_classes)),
         "metacleaner": lambda: compiled(metacleaner()),
     }
 
@@ -131,10 +101,11 @@ def child(args) -> dict:
 
     keras.utils.set_random_seed(SEED)
     spec = "fashion_mnist" if args.child_data == "fashion_mnist" else f"folder:{args.folder}"
-    train, _, info = kmc.data.load(spec, seed=SEED)
-    size = info.train_size  # a folder's dataset has no known cardinality
-    if args.train_examples and args.train_examples < size:
-        train, size = _first(train, args.train_examples), args.train_examples
+    loaded = kmc.data.load(spec, seed=SEED)
+    if args.train_examples and args.train_examples < loaded.labels.size:
+        loaded = loaded.take(args.train_examples)  # keeps the random-access view
+    train, info = loaded.train, loaded.info
+    size = int(loaded.labels.size)  # a folder's dataset has no known cardinality
     images_per_step = args.groups * SUBSET_SIZE
     steps = size // images_per_step
     if steps < 1:
@@ -150,7 +121,7 @@ def child(args) -> dict:
         dataset = dataset.batch(images_per_step, drop_remainder=True)
     else:
         dataset = kmc.data.group_by_class(
-            train, SUBSET_SIZE, args.groups, seed=SEED, num_classes=info.num_classes
+            loaded, SUBSET_SIZE, args.groups, seed=SEED, num_classes=info.num_classes
         )
     dataset = dataset.repeat().prefetch(tf.data.AUTOTUNE)
     model = _models(info.num_classes, image_shape)[args.child_method]()

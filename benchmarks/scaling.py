@@ -57,28 +57,9 @@ def build_model(num_classes: int, image_shape, learning_rate: float = 0.02, feat
     import keras_metacleaner as kmc
 
     backbone = kmc.models.small_cnn(tuple(image_shape), feature_dim=feature_dim)
-    model_cls = kmc.models.MetaCleanerModel
-    if hasattr(model_cls, "from_preset"):
-        model = model_cls.from_preset(
-            "metacleaner", backbone, num_classes=num_classes, subset_size=SUBSET_SIZE
-        )
-    else:
-        from keras_metacleaner.layers.weighting import DEFAULT_WEIGHTING
-        from keras_metacleaner.models import (
-            DEFAULT_MEMBER_LOSS_WEIGHT,
-            DEFAULT_SUBSET_LOSS_WEIGHTS,
-        )
-
-        model = model_cls(
-            backbone,
-            num_classes=num_classes,
-            subset_size=SUBSET_SIZE,
-            weighting=DEFAULT_WEIGHTING,
-            member_loss_weight=DEFAULT_MEMBER_LOSS_WEIGHT,
-            subset_loss_weights=DEFAULT_SUBSET_LOSS_WEIGHTS,
-            mode="hallucinate",
-            seed=SEED,
-        )
+    model = kmc.models.MetaCleanerModel.from_preset(
+        "metacleaner", backbone, num_classes=num_classes, subset_size=SUBSET_SIZE, seed=SEED
+    )
     model.compile(
         optimizer=keras.optimizers.SGD(learning_rate, momentum=0.9),
         loss="sparse_categorical_crossentropy",
@@ -92,10 +73,9 @@ def grouped_batches(steps: int, groups: int, examples: int = 4096):
 
     import keras_metacleaner as kmc
 
-    train, _, info = kmc.data.load("fashion_mnist", seed=SEED)
-    train = train.take(examples) if hasattr(train, "labels") else kmc.data.take(train, examples)
+    loaded = kmc.data.load("fashion_mnist", seed=SEED).take(examples)
     ds = kmc.data.group_by_class(
-        train, SUBSET_SIZE, groups, seed=SEED, num_classes=info.num_classes, num_replicas=1
+        loaded, SUBSET_SIZE, groups, seed=SEED, num_classes=loaded.info.num_classes, num_replicas=1
     )
     xs, ys = [], []
     while len(xs) < steps:  # as many epochs as needed
@@ -104,7 +84,7 @@ def grouped_batches(steps: int, groups: int, examples: int = 4096):
             ys.append(y)
             if len(xs) == steps:
                 break
-    return np.stack(xs), np.stack(ys), info.num_classes
+    return np.stack(xs), np.stack(ys), loaded.info.num_classes
 
 
 def train(strategy, x, y, num_classes: int, multi_worker: bool = False, learning_rate=0.02):

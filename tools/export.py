@@ -139,7 +139,12 @@ def parse_flags(argv: list[str]) -> list[str]:
 def _export(model_path: str, class_names: list[str] | None) -> str:
     import keras
 
-    import keras_metacleaner as kmc  # also registers the custom layers for loading
+    import keras_metacleaner as kmc
+
+    # The package imports its subpackages on first use: import the ones whose classes a
+    # model.keras may name (old names of moved classes are registered in experimental).
+    for name in ("layers", "models", "losses", "experimental"):
+        getattr(kmc, name)
 
     try:
         model = keras.saving.load_model(model_path, compile=False)

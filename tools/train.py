@@ -23,6 +23,10 @@ import sys
 
 from absl import app, flags, logging
 
+# keras_metacleaner loads its subpackages on first use in this program, so the flags are
+# validated before TensorFlow starts (see keras_metacleaner/__init__.py).
+KMC_DEFER_IMPORTS = True
+
 # Before TensorFlow starts: quiet C++ logs unless the user asked for them.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))

@@ -13,8 +13,9 @@ trains with the recipe and the trial's method, N, batch (K·N images, about
 --batch_size, K divisible by the replicas) and learning rate, in
 <directory>/search/trial_<id>/run/; the first trial is always plain training
 (--method=baseline). The objective is the accuracy on the validation split held
-out of the NOISY training labels (--validation_split), or on the clean
-validation split a source ships (clothing1m's val); the tool says which. Run the
+out of the NOISY training labels (--validation_split; 0.1 when neither the
+command line nor the recipe sets it), or on the clean validation split a source
+ships (clothing1m's val); the tool says which. Run the
 same command again to resume an interrupted search. At the end it prints the
 trial table and writes best_hyperparameters.json and best.flags into
 --directory (and with --export_dir exports the best trial's model). --model_dir
@@ -40,6 +41,8 @@ FLAGS = flags.FLAGS
 TUNERS = ("random", "bayesian", "hyperband")  # keras_metacleaner.tuning.TUNERS
 # Sources that ship their own (clean) validation split; the others need --validation_split.
 SOURCES_WITH_VALIDATION = ("clothing1m",)
+# Held out when neither the command line nor the recipe sets --validation_split.
+DEFAULT_VALIDATION_SPLIT = 0.1
 
 train_flags.define_flags()
 if "logical_cpus" not in FLAGS:  # tools/train.py defines it too (one process in tests)
@@ -126,11 +129,13 @@ def build_search():
         raise UsageError(f"--logical_cpus={FLAGS.logical_cpus} must be >= 0.")
     source = config.dataset.partition(":")[0]
     if not config.validation_split and source not in SOURCES_WITH_VALIDATION:
-        raise UsageError(
-            f"--validation_split=0: the search scores trials on a validation split held out of "
-            f"the noisy training labels; pass e.g. --validation_split=0.1 ({source} ships no "
-            "validation split of its own)."
-        )
+        if FLAGS["validation_split"].present:
+            raise UsageError(
+                f"--validation_split=0: the search scores trials on a validation split held out "
+                f"of the noisy training labels; pass e.g. --validation_split=0.1 ({source} ships "
+                "no validation split of its own)."
+            )
+        config.validation_split = DEFAULT_VALIDATION_SPLIT
     if config.export_dir and os.path.exists(config.export_dir):
         if not os.path.isdir(config.export_dir):
             raise UsageError(f"--export_dir={config.export_dir}: exists and is not a directory.")

@@ -31,6 +31,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIT = slice(0, 20_000)
 HELD_OUT = slice(50_000, 60_000)
+COMMAND = "PYTHONPATH=$PWD .venv/bin/python benchmarks/data/make_fashion_mnist_confusion.py"
 
 
 def _commit() -> dict:
@@ -39,7 +40,10 @@ def _commit() -> dict:
             ["git", *args], cwd=HERE, capture_output=True, text=True, check=False
         ).stdout.strip()
 
-    return {"sha": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain"))}
+    return {
+        "sha": git("rev-parse", "HEAD"),
+        "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+    }
 
 
 def main(argv=None) -> dict:
@@ -73,8 +77,9 @@ def main(argv=None) -> dict:
     np.add.at(counts, (y[HELD_OUT], predicted), 1)
     accuracy = float(np.trace(counts) / counts.sum())
     record = {
-        "what": "confusion counts of a clean small_cnn on Fashion-MNIST (rows: true, cols: predicted)",
-        "command": "PYTHONPATH=$PWD .venv/bin/python benchmarks/data/make_fashion_mnist_confusion.py",
+        "what": "confusion counts of a clean small_cnn on Fashion-MNIST "
+        "(rows: true class, columns: predicted class)",
+        "command": COMMAND,
         "fit": "training images 0-19999, clean labels, SGD 0.02 momentum 0.9, batch 128, "
         f"{args.epochs} epochs, seed {args.seed}",
         "counted_on": "training images 50000-59999 (not fitted, not the test set)",

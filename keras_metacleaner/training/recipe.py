@@ -38,65 +38,16 @@ from keras_metacleaner.training.results import (
     RESULTS_FILE,
     accuracy_summary,
     git_commit,
-    write_json_atomic,
 )
+from keras_metacleaner.training.run_directory import RESUME_NEUTRAL, RunDirectory
 from keras_metacleaner.training.selection import LOG_KEYS, ValidationSelection, inference_model
-
-try:  # helper "reliab": the one list of run files, resume checks, write order
-    from keras_metacleaner.training.run_directory import RESUME_NEUTRAL, RunDirectory
-except ImportError:  # until it is merged: the earlier behaviour behind the same interface
-    RunDirectory = None
-    RESUME_NEUTRAL = ("overwrite", "verbose", "model_dir", "export_dir", "baseline_results")
 
 __all__ = ["build_model", "finished_run", "plain_classifier", "prepare_run", "run", "train"]
 
 
-class _LegacyRunDirectory:
-    """The run directory handling before `run_directory.RunDirectory` (same interface)."""
-
-    _LOGS = ("history.json", "history_finetune.json", "log.csv", "log_finetune.csv")
-
-    def __init__(self, path: str):
-        self.path = path
-
-    def check(self, config, *, overwrite: bool, ignore=(), extra_files=()) -> str:
-        if os.path.exists(self.path) and not os.path.isdir(self.path):
-            raise ValueError(f"model_dir={self.path}: exists and is not a directory.")
-        if finished_run(self.path) and not overwrite:
-            raise ValueError(
-                f"model_dir={self.path}: holds a finished run ({RESULTS_FILE}); pass --overwrite "
-                "to replace it, or choose another directory."
-            )
-        return "resume" if os.path.isdir(os.path.join(self.path, "backup")) else "fresh"
-
-    def start(self, config, *, fresh: bool) -> None:
-        os.makedirs(self.path, exist_ok=True)
-        if not fresh:
-            return
-        for name in (*self._LOGS, RESULTS_FILE, "model.keras", "curves.png"):
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(os.path.join(self.path, name))
-        for name in ("train", "finetune", "alpha"):
-            shutil.rmtree(os.path.join(self.path, "logs", name), ignore_errors=True)
-        shutil.rmtree(os.path.join(self.path, "backup"), ignore_errors=True)
-
-    def backup_dir(self, task: str = "chief") -> str:
-        return os.path.join(self.path, "backup", str(task))
-
-    def finish(self, results, *, task=None) -> None:
-        if results is not None:
-            write_json_atomic(os.path.join(self.path, RESULTS_FILE), results)
-        if task is None:
-            shutil.rmtree(os.path.join(self.path, "backup"), ignore_errors=True)
-        else:
-            shutil.rmtree(self.backup_dir(task), ignore_errors=True)
-            with contextlib.suppress(OSError):
-                os.rmdir(os.path.join(self.path, "backup"))
-
-
-def run_directory(path: str):
-    """The `RunDirectory` of `path` (helper "reliab"'s, or the earlier behaviour)."""
-    return RunDirectory(path) if RunDirectory is not None else _LegacyRunDirectory(path)
+def run_directory(path: str) -> RunDirectory:
+    """The `RunDirectory` of a run's `model_dir` (the one list of run files, resume checks)."""
+    return RunDirectory(path)
 
 
 def finished_run(model_dir: str) -> str | None:
@@ -286,9 +237,7 @@ def plot_curves(history: list[dict], path: str) -> str | None:
     try:
         from keras_metacleaner.visualization import plot_training_curves
     except ImportError as e:
-        logging.info(
-            "No curves.png (%s): pip install keras-metacleaner[plot]", e.msg.splitlines()[0]
-        )
+        logging.info("No curves.png (%s): pip install keras-metacleaner[plot]", e)
         return None
     try:
         return plot_training_curves(history, path)

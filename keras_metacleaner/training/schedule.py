@@ -181,7 +181,7 @@ def step_boundaries(steps_per_epoch: int, epochs: int, lr_decay_epochs: int) -> 
     Example:
 
     >>> step_boundaries(10, epochs=30, lr_decay_epochs=10)
-    [9, 19]
+    [99, 199]
     """
     period = lr_decay_epochs * steps_per_epoch
     return [k * period - 1 for k in range(1, max(1, -(-epochs // lr_decay_epochs)))]
@@ -214,7 +214,7 @@ def make_schedule(
     Example:
 
     >>> s = make_schedule(0.1, steps_per_epoch=10, epochs=30, schedule="step", lr_decay_epochs=10)
-    >>> [round(float(s(step)), 6) for step in (0, 9, 10, 29)]
+    >>> [round(float(s(step)), 6) for step in (0, 99, 100, 299)]
     [0.1, 0.1, 0.01, 0.001]
     """
     if steps_per_epoch <= 0:

@@ -387,8 +387,9 @@ def test_input_context_splits_the_plan_before_reading(augment, pipelines, replic
     labels = np.repeat(np.arange(4), [13, 11, 9, 7])
     K, N = 8, 2
     augment = None if augment is None else (lambda x, y: (x, y))
-    single = _steps(group_by_class(_counting_source(labels, []), N, K, seed=5, augment=augment),
-                    K, N)
+    single = _steps(
+        group_by_class(_counting_source(labels, []), N, K, seed=5, augment=augment), K, N
+    )
     shares, decoded = [], []
     for pipeline in range(pipelines):
         seen = []
@@ -423,11 +424,11 @@ def test_input_context_splits_the_plan_before_reading(augment, pipelines, replic
 
 def test_input_context_is_deterministic_and_redraws_every_epoch():
     labels = np.arange(40) % 4
-    ds = group_by_class(_dataset(labels, "index"), 2, 4, seed=1,
-                        input_context=FakeContext(2, 1, 2))
+    ds = group_by_class(_dataset(labels, "index"), 2, 4, seed=1, input_context=FakeContext(2, 1, 2))
     first, second = _epoch(ds)[0], _epoch(ds)[0]
-    again = _epoch(group_by_class(_dataset(labels, "index"), 2, 4, seed=1,
-                                  input_context=FakeContext(2, 1, 2)))[0]
+    again = _epoch(
+        group_by_class(_dataset(labels, "index"), 2, 4, seed=1, input_context=FakeContext(2, 1, 2))
+    )[0]
     np.testing.assert_array_equal(first, again)
     assert not np.array_equal(first, second)
 
@@ -446,13 +447,18 @@ def test_input_context_on_files_decodes_only_its_share(tmp_path, image_writer):
         view=files,
     )
     seen = [
-        {int(v) for x, _ in group_by_class(loaded, 2, 4, seed=0,
-                                            input_context=FakeContext(2, p, 2))
-         for v in x.numpy()[..., 0, 0, 0].ravel()}
+        {
+            int(v)
+            for x, _ in group_by_class(loaded, 2, 4, seed=0, input_context=FakeContext(2, p, 2))
+            for v in x.numpy()[..., 0, 0, 0].ravel()
+        }
         for p in range(2)
     ]
-    single = {int(v) for x, _ in group_by_class(loaded, 2, 4, seed=0)
-              for v in x.numpy()[..., 0, 0, 0].ravel()}
+    single = {
+        int(v)
+        for x, _ in group_by_class(loaded, 2, 4, seed=0)
+        for v in x.numpy()[..., 0, 0, 0].ravel()
+    }
     assert seen[0] | seen[1] == single and not seen[0] & seen[1]
 
 
@@ -461,8 +467,9 @@ def test_input_context_on_a_stream_reads_disjoint_shards():
     stream = _dataset(labels, "stream")
     seen = []
     for pipeline in range(2):
-        ds = group_by_class(stream, 2, 4, seed=0, labels=labels,
-                            input_context=FakeContext(2, pipeline, 2))
+        ds = group_by_class(
+            stream, 2, 4, seed=0, labels=labels, input_context=FakeContext(2, pipeline, 2)
+        )
         assert ds.element_spec[0].shape[0] == 2
         seen.append({int(v) for x, _ in ds for v in x.numpy()[..., 0, 0, 0].ravel()})
     assert not seen[0] & seen[1]
@@ -475,11 +482,34 @@ def test_input_context_on_a_stream_reads_disjoint_shards():
 )
 def test_input_context_checks(context, message):
     with pytest.raises(ValueError, match=message):
-        group_by_class(_dataset(np.arange(40) % 4, "index"), 2, 6,
-                       input_context=FakeContext(*context))
+        group_by_class(
+            _dataset(np.arange(40) % 4, "index"), 2, 6, input_context=FakeContext(*context)
+        )
 
 
 def test_steps_per_epoch_matches_the_declared_cardinality():
     labels = np.repeat(np.arange(3), [11, 10, 9])
     ds = group_by_class(_dataset(labels, "index"), 4, 2, seed=0)
     assert kmc.data.steps_per_epoch(labels, 4, 2) == int(ds.cardinality()) == 4
+
+
+def test_distribute_datasets_from_function_gives_each_replica_its_part_of_the_global_batch():
+    from test_case import two_replica_strategy
+
+    strategy = two_replica_strategy()
+    loaded = _counting_source(np.arange(48) % 4, [])
+    K, N = 4, 2
+    single = _steps(group_by_class(loaded, N, K, seed=3), K, N)
+    distributed = strategy.distribute_datasets_from_function(
+        lambda context: group_by_class(loaded, N, K, seed=3, input_context=context)
+    )
+    steps = 0
+    for step, (x, _) in zip(range(len(single)), distributed):
+        parts = [
+            (r.numpy()[..., 0, 0, 0] - 2).astype(int)
+            for r in strategy.experimental_local_results(x)
+        ]
+        assert [p.shape for p in parts] == [(K // 2, N), (K // 2, N)]
+        np.testing.assert_array_equal(np.concatenate(parts), single[step])
+        steps += 1
+    assert steps == len(single) == kmc.data.steps_per_epoch(loaded.labels, N, K)

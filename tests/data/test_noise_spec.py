@@ -1,4 +1,4 @@
-"""Tests for keras_metacleaner.data.noise_spec: `--noise_type` / `--noise_rate` validated up front."""
+"""Tests for keras_metacleaner.data.noise_spec: noise flags validated up front."""
 
 import numpy as np
 import pytest
@@ -44,8 +44,12 @@ def test_confusion_with_a_path_scales_to_the_rate(tmp_path):
     noisy, flipped = spec.apply(labels, 3, seed=0)
     assert flipped.sum() == 60
     assert set(noisy[(labels == 0) & flipped]) == {1}  # the only off-diagonal count of row 0
-    assert spec.to_dict() == {"type": f"confusion:{path}", "kind": "confusion", "rate": 0.2,
-                              "path": path}
+    assert spec.to_dict() == {
+        "type": f"confusion:{path}",
+        "kind": "confusion",
+        "rate": 0.2,
+        "path": path,
+    }
 
 
 def _write(tmp_path, name, matrix):

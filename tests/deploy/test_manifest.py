@@ -16,7 +16,7 @@ import sys
 
 import pytest
 
-import keras_metacleaner as kmc
+from keras_metacleaner.training import strategy as kmc_strategy
 
 yaml = pytest.importorskip("yaml")
 kubernetes_validate = pytest.importorskip("kubernetes_validate")
@@ -155,7 +155,7 @@ def test_each_worker_gets_a_valid_tf_config_from_its_index(tmp_path):
     configs = []
     for index in range(workers):
         config, argv = _start_worker(tmp_path, container, index)
-        kmc.training.strategy.validate_tf_config(config)
+        kmc_strategy.validate_tf_config(config)
         assert config["task"] == {"type": "worker", "index": index}
         assert argv == ["tools/train.py", "--flagfile=/etc/kmc/train.flags"]
         configs.append(config)
@@ -163,7 +163,7 @@ def test_each_worker_gets_a_valid_tf_config_from_its_index(tmp_path):
     for config in configs:
         assert config["cluster"] == {"worker": hosts}
     # Exactly one chief: worker 0.
-    assert [kmc.training.strategy.is_chief(c) for c in configs] == [True] + [False] * (workers - 1)
+    assert [kmc_strategy.is_chief(c) for c in configs] == [True] + [False] * (workers - 1)
 
 
 def test_an_index_outside_the_cluster_is_refused(tmp_path):
@@ -171,4 +171,18 @@ def test_an_index_outside_the_cluster_is_refused(tmp_path):
     workers = int(_env(container)["WORKERS"])
     config, _ = _start_worker(tmp_path, container, workers)
     with pytest.raises(ValueError, match="not in its cluster"):
-        kmc.training.strategy.validate_tf_config(config)
+        kmc_strategy.validate_tf_config(config)
+
+
+def test_the_flag_file_names_only_flags_train_py_defines():
+    from tools.tool_helpers import import_tool
+
+    config_map = _objects()["ConfigMap"]
+    (text,) = config_map["data"].values()
+    defined = import_tool("train").FLAGS
+    unknown = [
+        name
+        for name in _flags(text.splitlines())
+        if name not in defined and not (name.startswith("no") and name[2:] in defined)
+    ]
+    assert not unknown, f"tools/train.py defines no flag {unknown}"

@@ -111,3 +111,20 @@ def test_search_resumes_and_its_best_flags_train(recipe):
     results = json.loads((root / "best_run" / "results.json").read_text())
     assert results["method"] == settings["method"]
     assert results["flags"]["batch_size"] == settings["batch_size"]
+
+
+def test_a_recipe_without_validation_split_gets_the_default(recipe, tmp_path):
+    from tests.tools.tool_helpers import import_tool
+
+    root, flagfile = recipe
+    lines = [line for line in open(flagfile).read().splitlines() if "validation_split" not in line]
+    bare = tmp_path / "bare.flags"
+    bare.write_text("\n".join(lines) + "\n")
+    tune = import_tool("tune")
+    tune.FLAGS.unparse_flags()
+    tune.parse_flags(["tune.py", f"--flagfile={bare}", f"--directory={tmp_path / 's'}"])
+    config, search = tune.build_search()
+    assert config.validation_split == tune.DEFAULT_VALIDATION_SPLIT
+    assert "NOISY validation split" in tune.objective_line(config)
+    assert search["methods"] == ["metacleaner"] and search["subset_sizes"] == [2, 3, 4, 6, 8]
+    assert not (tmp_path / "s").exists()

@@ -51,3 +51,33 @@ def test_every_method_builds_and_predicts(name):
     probs = np.asarray(inference(np.zeros((2, 8, 8, 1), "float32")))
     assert probs.shape == (2, 3)
     np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def toy_npz(tmp_path_factory):
+    from test_case import write_noisy_npz
+
+    return write_noisy_npz(str(tmp_path_factory.mktemp("data") / "toy.npz"))
+
+
+@pytest.mark.parametrize("name", ["gce", "sce", "elr", "coteaching"])
+def test_peers_train_on_the_same_path(toy_npz, tmp_path, name):
+    import keras
+
+    config = TrainConfig(
+        f"npz:{toy_npz}",
+        str(tmp_path / name),
+        method=name,
+        batch_size=32,
+        epochs=2,
+        verbose=0,
+        validation_split=0.25,
+        select_on="noisy_val",
+    )
+    results = recipe.run(config)
+    assert results["method"] == name and results["method_args"] == methods.METHODS[name].args
+    assert all(np.isfinite(e["loss"]) for e in results["history"])
+    assert [e["epoch"] for e in results["history"]] == [0, 1]
+    assert 0.0 <= results["test_accuracy"] <= 1.0 and results["selection"]["epoch"] is not None
+    model = keras.saving.load_model(tmp_path / name / "model.keras")
+    assert hasattr(model, "inference_model") or model.output_shape == (None, 4)

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 from test_case import write_noisy_npz
 
-from keras_metacleaner.data import indexed
 from keras_metacleaner.training import preparation
 from keras_metacleaner.training.config import TrainConfig
 
@@ -34,9 +33,8 @@ def test_validation_split_is_taken_after_the_noise(toy_npz, tmp_path):
     assert np.mean(val.labels != val.clean) > 0.4
     np.testing.assert_array_equal([int(y) for _, y in val.dataset], val.labels)
     # The training part keeps the fast random-access path.
-    source = indexed.get_source(train.dataset)
-    assert source is not None and source.size == 144
-    np.testing.assert_array_equal(source.labels, train.labels)
+    assert train.loaded.view is not None and train.loaded.size == 144
+    np.testing.assert_array_equal(train.loaded.view.labels, train.labels)
     assert not (tmp_path / "run").exists()
 
 
@@ -47,6 +45,6 @@ def test_data_checks_run_before_anything_is_written(toy_npz, tmp_path):
         _prepare(toy_npz, tmp_path, finetune_epochs=1, finetune_dataset="split:clean_tain")
     bad = tmp_path / "rows.csv"
     bad.write_text("0.5,0.5,0,0\n0,1,0,0\n0,0,1,0\n0,0,0,0.5\n")
-    with pytest.raises(ValueError, match="every row must sum to 1"):
+    with pytest.raises(ValueError, match="rows must sum to 1"):
         _prepare(toy_npz, tmp_path, noise_type=f"transition:{bad}")
     assert not (tmp_path / "run").exists()

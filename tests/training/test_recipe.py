@@ -8,7 +8,6 @@ import pytest
 from test_case import write_noisy_npz
 
 import keras_metacleaner as kmc
-from keras_metacleaner.data import indexed
 from keras_metacleaner.training import preparation, recipe
 from keras_metacleaner.training.config import TrainConfig
 
@@ -117,9 +116,8 @@ def test_prepare_data_injects_noise_on_a_subset_and_keeps_the_fast_path(toy_npz,
     # Injected on top of the file's own noise, measured against the true labels.
     np.testing.assert_array_equal(prepared.clean, arrays["y_train_clean"][:100])
     assert np.mean(prepared.labels != arrays["y_train"][:100]) == pytest.approx(0.5)
-    source = indexed.get_source(prepared.train.dataset)
-    assert source is not None and source.size == 100
-    np.testing.assert_array_equal(source.labels, prepared.labels)
+    assert prepared.train.loaded.view is not None and prepared.train.loaded.size == 100
+    np.testing.assert_array_equal(prepared.train.loaded.view.labels, prepared.labels)
     np.testing.assert_array_equal([int(y) for _, y in prepared.train.dataset], prepared.labels)
 
 
@@ -131,7 +129,7 @@ def test_transition_noise_from_a_file(toy_npz, tmp_path):
     prepared = preparation.prepare_data(config)
     np.testing.assert_array_equal(prepared.labels, (np.load(toy_npz)["y_train"] + 1) % 4)
     np.save(path, np.eye(3))
-    with pytest.raises(ValueError, match="3x3 but the dataset has 4 classes"):
+    with pytest.raises(ValueError, match=r"expected shape \(4, 4\) for 4 classes"):
         preparation.prepare_data(config)
     assert not (tmp_path / "run").exists()
 
@@ -231,12 +229,43 @@ def test_validation_split_selection_and_results_keys(toy_npz, tmp_path):
     arrays = np.load(toy_npz)
     predicted = model.predict(arrays["x_test"].astype("float32"), verbose=0).argmax(-1)
     assert np.mean(predicted == arrays["y_test"]) == pytest.approx(results["test_accuracy"])
-    assert set(os.listdir(tmp_path / "sel")) >= {"run.json", "results.json", "model.keras"} or (
-        recipe.RunDirectory is None
-    )
+    assert set(os.listdir(tmp_path / "sel")) >= {"run.json", "results.json", "model.keras"}
 
 
 def test_select_on_noisy_val_without_a_validation_split_is_refused(toy_npz, tmp_path):
     with pytest.raises(ValueError, match="select_on=noisy_val needs a validation split"):
         recipe.run(_config(toy_npz, tmp_path / "none", select_on="noisy_val"))
     assert not (tmp_path / "none").exists()
+
+
+def test_interrupted_run_resumes_only_under_the_same_settings(toy_npz, tmp_path):
+    model_dir = tmp_path / "resume"
+    recipe.run(_config(toy_npz, model_dir, method="baseline", epochs=1))
+    recorded = json.loads((model_dir / "run.json").read_text())["config"]
+    assert recorded["method"] == "baseline" and recorded["schedule"] == "constant"
+    # What a kill during training leaves: run.json and a backup, no results.
+    (model_dir / "results.json").unlink()
+    (model_dir / "backup" / "chief").mkdir(parents=True)
+    before = sorted(p.name for p in model_dir.iterdir())
+    with pytest.raises(ValueError, match="other settings .*learning_rate.*noise_rate"):
+        recipe.run(
+            _config(
+                toy_npz,
+                model_dir,
+                method="baseline",
+                epochs=1,
+                noise_type="symmetric",
+                noise_rate=0.6,
+                learning_rate=0.05,
+            )
+        )
+    assert sorted(p.name for p in model_dir.iterdir()) == before
+    # The same settings resume (the backup is taken up, then removed at the end).
+    results = recipe.run(_config(toy_npz, model_dir, method="baseline", epochs=1))
+    assert [e["epoch"] for e in results["history"]] == [0]
+    assert not (model_dir / "backup").exists()
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return
+    assert (model_dir / "curves.png").is_file()

@@ -42,7 +42,9 @@ def test_test_fraction_holds_out_test_and_keeps_grayscale(tmp_path, image_writer
     # The deprecated keyword still works, and means the same here.
     with pytest.warns(DeprecationWarning, match="test_fraction"):
         old = kmc.data.load(f"folder:{tmp_path}", validation_split=0.2, seed=1)
-    np.testing.assert_array_equal(old.paths, kmc.data.load(f"folder:{tmp_path}?test_fraction=0.2", seed=1).paths)
+    np.testing.assert_array_equal(
+        old.paths, kmc.data.load(f"folder:{tmp_path}?test_fraction=0.2", seed=1).paths
+    )
 
 
 def test_corrupt_file_is_skipped_in_grouping(tmp_path, image_writer, corrupt_writer):

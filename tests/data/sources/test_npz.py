@@ -110,7 +110,9 @@ def test_npz_missing_file(tmp_path):
         (lambda a: a.update(class_names=np.array(["a", "b", "a"])), r"\['a'\] appear more"),
         (
             lambda a: a.update(
-                x_train=np.where(np.arange(20)[:, None, None] == 3, np.nan, np.full((20, 6, 6), 9.0))
+                x_train=np.where(
+                    np.arange(20)[:, None, None] == 3, np.nan, np.full((20, 6, 6), 9.0)
+                )
             ),
             r"x_train: 36 pixel\(s\) are NaN or infinite \(first in image 3",
         ),
