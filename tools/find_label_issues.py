@@ -189,6 +189,9 @@ def main(argv):
         seed=int(settings["seed"]),
         train_subset=int(settings["train_subset"]),
         image_size=settings["image_size"],
+        # Only the data is prepared (nothing trains): no batch-size limit on small sets.
+        method="baseline",
+        batch_size=1,
     )
     try:
         config.validate()

@@ -36,9 +36,9 @@ def _run(*args, cwd=ROOT):
     )
 
 
-def _model_dir(tmp_path, kind: str) -> str:
+def _model_dir(tmp_path, kind: str, train_per_class: int = 48) -> str:
     """A run directory: model.keras and a results.json naming the dataset, as train.py leaves."""
-    npz = write_noisy_npz(str(tmp_path / "toy.npz"))
+    npz = write_noisy_npz(str(tmp_path / "toy.npz"), train_per_class=train_per_class)
     run = tmp_path / kind
     run.mkdir()
     backbone = kmc.models.small_cnn((8, 8, 1), feature_dim=8)
@@ -99,7 +99,7 @@ def test_writes_the_ranked_csv_metrics_and_sheet_next_to_the_model(tmp_path):
 
 @pytest.mark.slow
 def test_plain_classifier_csv_path_and_flags_that_override_the_run(tmp_path):
-    run = _model_dir(tmp_path, "baseline")
+    run = _model_dir(tmp_path, "baseline", train_per_class=24)  # 96 < one training batch
     out = tmp_path / "issues" / "ranked.csv"
     done = _run(
         f"--model={run}/model.keras",
