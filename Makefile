@@ -8,12 +8,12 @@ STAMP := $(VENV)/.installed
 RUN_DIR ?= runs/quickstart
 EXPORT_DIR ?= exports/fashion_mnist
 
-.PHONY: install data run test lint format bench bench-accuracy bench-step bench-pipeline bench-serving bench-epoch clean figures
+.PHONY: install data run test lint format bench bench-accuracy bench-step bench-pipeline bench-serving bench-epoch bench-labels clean figures
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev,serving]'
+	$(PY) -m pip install -q -e '.[dev,serving,bench]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -55,10 +55,14 @@ bench-pipeline: install data
 bench-serving: install data
 	$(PY) benchmarks/serving_latency.py
 
+# Label issues against a plain classifier and cleanlab: 3 noises x 3 seeds, resumable.
+bench-labels: install data
+	$(PY) benchmarks/label_issues.py
+
 bench-epoch: install data
 	$(PY) benchmarks/epoch_throughput.py --results_md=docs/results.md
 
-bench: bench-step bench-pipeline bench-serving bench-epoch bench-accuracy
+bench: bench-step bench-pipeline bench-serving bench-epoch bench-accuracy bench-labels
 
 # The notebooks in full mode (QUICK=False; hours on a CPU), their figures into docs/figures/;
 # the executed copies go to runs/notebooks/. `make test` runs them in quick mode instead.

@@ -426,7 +426,6 @@ RUNNERS = {"metacleaner": run_metacleaner, "baseline": run_baseline, "cleanlab":
 
 def run_grid(noises, seeds, units, settings: Settings, out: str, log=print) -> int:
     """Runs what `out` does not hold yet; returns how many records were added."""
-    import keras_metacleaner as kmc
 
     done = {r["key"] for r in read_records(out)}
     arrays = load_arrays(settings)
@@ -462,7 +461,7 @@ def run_grid(noises, seeds, units, settings: Settings, out: str, log=print) -> i
                     "examples": len(noisy),
                     "wall_seconds": time.time() - started,
                     "commit": git_state(),
-                    "keras_metacleaner": kmc.__version__,
+                    "versions": _versions(),
                     "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                     **result,
                 }
@@ -471,6 +470,18 @@ def run_grid(noises, seeds, units, settings: Settings, out: str, log=print) -> i
                 summary = {m: round(v["auroc"], 4) for m, v in result["methods"].items()}
                 log(f"  AUROC {json.dumps({m: summary[m] for m in METHODS if m in summary})}")
     return added
+
+
+def _versions() -> dict:
+    from importlib import metadata
+
+    versions = {}
+    for package in ("keras-metacleaner", "tensorflow", "keras", "cleanlab"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return versions
 
 
 # ------------------------------------------------------------------- report
@@ -581,6 +592,15 @@ def parse_args(argv):
         fail(f"--units={','.join(args.units)!r}: expected a subset of {list(UNITS)}.")
     if not args.seeds:
         fail("--seeds: give at least one seed.")
+    if "cleanlab" in args.units and not args.report:
+        import importlib.util
+
+        if importlib.util.find_spec("cleanlab") is None:
+            fail(
+                "--units includes cleanlab, which is not installed: pip install "
+                "'keras-metacleaner[bench]' (or pip install cleanlab), or pass "
+                "--units=metacleaner,baseline."
+            )
     if (
         args.folds < 2
         or args.epochs < 1

@@ -17,7 +17,8 @@ suspicion) and writes, by default next to the model:
 
 The dataset, noise, seed and subset default to the training run's (its results.json next to
 the model), so the labels checked are the labels it trained on; flags override them. True
-labels are known for injected noise and for sources that ship them (`y_train_clean` in an npz).
+labels are known for injected noise and for sources that ship them (`y_train_clean` in an npz;
+a verified subset such as Food-101N's is measured where verified: -1 unknown, -2 known wrong).
 Works with a MetaCleanerModel or a plain classifier (no α; suspicion from the classifier).
 Bad flags exit 2 with one line naming the flag, before anything is written.
 """
@@ -27,10 +28,13 @@ from __future__ import annotations
 import json
 import os
 import sys
+import zipfile
 
 from absl import app, flags
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Flags are checked before TensorFlow loads: keras_metacleaner imports its subpackages on use.
+KMC_DEFER_IMPORTS = True
 
 FLAGS = flags.FLAGS
 USAGE_ERROR = 2
@@ -106,6 +110,8 @@ def _check_flags() -> dict[str, str]:
     """Every check that needs no TensorFlow; returns the output paths."""
     if not FLAGS.model or not os.path.isfile(FLAGS.model):
         _fail(f"--model={FLAGS.model!r} is not a file; pass a trained <model_dir>/model.keras.")
+    if not zipfile.is_zipfile(FLAGS.model):
+        _fail(f"--model={FLAGS.model!r} cannot be loaded: not a .keras file (a zip archive).")
     if FLAGS["noise_rate"].present and not 0.0 <= FLAGS.noise_rate < 1.0:
         _fail(f"--noise_rate={FLAGS.noise_rate} must be in [0, 1).")
     for name, low in (
@@ -165,6 +171,7 @@ def main(argv):
     settings = _run_settings(FLAGS.model)
 
     import keras
+    import numpy as np
 
     import keras_metacleaner as kmc
     import keras_metacleaner.models  # noqa: F401  (registers the saved model classes)
@@ -182,6 +189,9 @@ def main(argv):
         seed=int(settings["seed"]),
         train_subset=int(settings["train_subset"]),
         image_size=settings["image_size"],
+        # Only the data is prepared (nothing trains): no batch-size limit on small sets.
+        method="baseline",
+        batch_size=1,
     )
     try:
         config.validate()
@@ -234,9 +244,12 @@ def main(argv):
         "metrics": None,
     }
     if true is not None:
-        summary["metrics"] = kmc.analysis.label_issue_metrics(
-            scores.suspicion, given != true, flagged
-        )
+        # Partly known true labels (Food-101N's verified subset): measured where known.
+        is_wrong, known = kmc.analysis.wrong_labels(given, true)
+        if known.any():
+            summary["metrics"] = kmc.analysis.label_issue_metrics(
+                np.where(known, scores.suspicion, np.nan), is_wrong, flagged
+            )
 
     order = scores.ranking()
     if FLAGS.sheet:
@@ -257,7 +270,7 @@ def main(argv):
         f"(suspicion > {FLAGS.threshold}). Most suspicious first:"
     )
     for i in order[: FLAGS.top]:
-        extra = "" if true is None else f"  true: {names[true[i]]}"
+        extra = "" if true is None or true[i] < 0 else f"  true: {names[true[i]]}"
         print(
             f"  #{i:<7d} given: {names[given[i]]:<16s} predicted: "
             f"{names[scores.predicted_label[i]]:<16s} suspicion {scores.suspicion[i]:.3f}{extra}"

@@ -9,10 +9,13 @@ known true labels; `contact_sheet` draws the most suspicious images.
 from keras_metacleaner.analysis.contact_sheet import contact_sheet
 from keras_metacleaner.analysis.label_issues import alpha_scores, rank_label_issues
 from keras_metacleaner.analysis.metrics import (
+    KNOWN_WRONG,
+    UNKNOWN,
     auroc,
     average_precision,
     label_issue_metrics,
     precision_at_k,
+    wrong_labels,
 )
 from keras_metacleaner.analysis.report import (
     CSV_COLUMNS,
@@ -30,7 +33,9 @@ from keras_metacleaner.analysis.scoring import (
 __all__ = [
     "CSV_COLUMNS",
     "DEFAULT_SUSPICION",
+    "KNOWN_WRONG",
     "SUSPICIONS",
+    "UNKNOWN",
     "LabelScores",
     "alpha_scores",
     "auroc",
@@ -43,4 +48,5 @@ __all__ = [
     "rank_label_issues",
     "score_labels",
     "write_label_issues_csv",
+    "wrong_labels",
 ]

@@ -121,6 +121,39 @@ def precision_at_k(suspicion: np.ndarray, is_wrong: np.ndarray, k: int) -> float
     return float(hits / k)
 
 
+#: In true-label arrays: the true class is unknown (e.g. an unverified example).
+UNKNOWN = -1
+#: In true-label arrays: the given label is known to be wrong, its true class is not
+#: (e.g. an example that a human verification marked wrong).
+KNOWN_WRONG = -2
+
+
+def wrong_labels(given, true) -> tuple[np.ndarray, np.ndarray]:
+    """Which given labels are wrong, where that is known.
+
+    Args:
+        given: `[n]` the labels checked.
+        true: `[n]` true labels: a class id, `UNKNOWN` (-1) or `KNOWN_WRONG`
+            (-2, wrong with the true class unknown), as verified subsets
+            such as Food-101N's provide them.
+
+    Returns:
+        `(is_wrong, known)`, two boolean `[n]` arrays.
+
+    Example:
+
+    >>> wrong, known = wrong_labels([0, 1, 2, 3], [0, 2, -1, -2])
+    >>> wrong.tolist(), known.tolist()
+    ([False, True, False, True], [True, True, False, True])
+    """
+    given = np.asarray(given).reshape(-1)
+    true = np.asarray(true).reshape(-1)
+    if given.shape != true.shape:
+        raise ValueError(f"given {given.shape} and true {true.shape} labels differ in shape.")
+    known = (true >= 0) | (true == KNOWN_WRONG)
+    return (true == KNOWN_WRONG) | ((true >= 0) & (true != given)), known
+
+
 def label_issue_metrics(
     suspicion: np.ndarray, is_wrong: np.ndarray, flagged: np.ndarray | None = None
 ) -> dict:

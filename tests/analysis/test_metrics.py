@@ -74,3 +74,19 @@ def test_auroc_perfect_and_reversed():
     correct = np.array([True, True, False, False])
     assert auroc(np.array([0.9, 0.8, 0.2, 0.1]), correct) == 1.0
     assert auroc(np.array([0.1, 0.2, 0.8, 0.9]), correct) == 0.0
+
+
+def test_partly_known_true_labels_are_measured_where_known():
+    from keras_metacleaner.analysis import KNOWN_WRONG, UNKNOWN, wrong_labels
+
+    given = np.array([0, 1, 2, 3, 0, 1])
+    true = np.array([0, 2, UNKNOWN, KNOWN_WRONG, UNKNOWN, 1])
+    wrong, known = wrong_labels(given, true)
+    assert wrong.tolist() == [False, True, False, True, False, False]
+    assert known.tolist() == [True, True, False, True, False, True]
+    suspicion = np.array([0.1, 0.9, 0.99, 0.8, 0.95, 0.2])
+    metrics = label_issue_metrics(np.where(known, suspicion, np.nan), wrong)
+    # The unknown ones (scored highest here) are left out, not counted as correct.
+    assert metrics["examples"] == 4 and metrics["auroc"] == 1.0
+    with pytest.raises(ValueError, match="differ in shape"):
+        wrong_labels(given, true[:3])

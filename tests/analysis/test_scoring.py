@@ -188,3 +188,15 @@ def test_ranking_puts_unscored_examples_last():
     )
     assert scores.ranking().tolist() == [2, 0, 3, 1]
     assert scores.flagged().tolist() == [False, False, True, False]
+
+
+def test_reads_the_loaded_data_of_load(tmp_path):
+    from test_case import write_noisy_npz
+
+    npz = write_noisy_npz(str(tmp_path / "toy.npz"))
+    loaded = kmc.data.load(f"npz:{npz}")
+    model = tiny_model(subset_size=2, num_classes=4, seed=0)
+    scores = score_labels(model, loaded, chunk_size=64, batch_size=32)
+    np.testing.assert_array_equal(scores.given_label, loaded.labels)
+    same = score_labels(model, loaded.train, loaded.labels, chunk_size=64, batch_size=32)
+    np.testing.assert_allclose(scores.suspicion, same.suspicion)

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import zipfile
 
 import keras
 import numpy as np
@@ -35,9 +36,9 @@ def _run(*args, cwd=ROOT):
     )
 
 
-def _model_dir(tmp_path, kind: str) -> str:
+def _model_dir(tmp_path, kind: str, train_per_class: int = 48) -> str:
     """A run directory: model.keras and a results.json naming the dataset, as train.py leaves."""
-    npz = write_noisy_npz(str(tmp_path / "toy.npz"))
+    npz = write_noisy_npz(str(tmp_path / "toy.npz"), train_per_class=train_per_class)
     run = tmp_path / kind
     run.mkdir()
     backbone = kmc.models.small_cnn((8, 8, 1), feature_dim=8)
@@ -98,7 +99,7 @@ def test_writes_the_ranked_csv_metrics_and_sheet_next_to_the_model(tmp_path):
 
 @pytest.mark.slow
 def test_plain_classifier_csv_path_and_flags_that_override_the_run(tmp_path):
-    run = _model_dir(tmp_path, "baseline")
+    run = _model_dir(tmp_path, "baseline", train_per_class=24)  # 96 < one training batch
     out = tmp_path / "issues" / "ranked.csv"
     done = _run(
         f"--model={run}/model.keras",
@@ -127,6 +128,7 @@ def test_plain_classifier_csv_path_and_flags_that_override_the_run(tmp_path):
     "args, message",
     [
         (["--model=/no/model.keras"], "--model='/no/model.keras' is not a file"),
+        (["--model={text}"], "cannot be loaded: not a .keras file"),
         (["--noise_rate=1.5"], "--noise_rate=1.5 must be in [0, 1)"),
         (["--draws=0"], "--draws=0 must be >= 1"),
         (["--sheet=-1"], "--sheet=-1 must be >= 0"),
@@ -138,19 +140,20 @@ def test_plain_classifier_csv_path_and_flags_that_override_the_run(tmp_path):
 )
 def test_bad_flags_exit_2_before_writing(tmp_path, args, message):
     model = tmp_path / "m.keras"
-    model.write_text("not a model")
-    done = _run(f"--model={model}", *args)
+    zipfile.ZipFile(model, "w").close()  # passes the cheap checks; never loaded
+    text = tmp_path / "text.keras"
+    text.write_text("not a model")
+    done = _run(f"--model={model}", *[a.format(text=text) for a in args])
     assert done.returncode == 2, done.stderr
     assert message in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
-    assert os.listdir(tmp_path) == ["m.keras"]
+    assert sorted(os.listdir(tmp_path)) == ["m.keras", "text.keras"]
 
 
 @pytest.mark.parametrize(
     "setup, message",
     [
         ("output_under_file", "is not a writable directory"),
-        ("not_a_model", "cannot be loaded"),
         ("wrong_classes", "predicts 3 classes but --dataset="),
     ],
 )
@@ -159,13 +162,10 @@ def test_bad_files_exit_2_before_writing(tmp_path, setup, message):
     npz = write_noisy_npz(str(tmp_path / "toy.npz"))
     model = tmp_path / "model.keras"
     args = [f"--model={model}", f"--dataset=npz:{npz}"]
-    if setup == "not_a_model":
-        model.write_text("not a model")
-    else:
-        classes = 3 if setup == "wrong_classes" else 4
-        keras.Sequential(
-            [keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(classes)]
-        ).save(model)
+    classes = 3 if setup == "wrong_classes" else 4
+    keras.Sequential(
+        [keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(classes)]
+    ).save(model)
     if setup == "output_under_file":
         (tmp_path / "file").write_text("")
         args.append(f"--output={tmp_path / 'file' / 'out'}")
