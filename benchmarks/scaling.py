@@ -367,6 +367,7 @@ def main(argv=None) -> int:
     if args.groups < 2 or args.groups % 2:
         parser.error(f"--groups must be even (2 replicas split it), got {args.groups}")
 
+    commit = _commit()  # of the code measured, before anything is written
     runs = {}
     with tempfile.TemporaryDirectory(prefix="kmc-scaling-") as workdir:
         for mode in modes:
@@ -401,7 +402,7 @@ def main(argv=None) -> int:
     report = {
         "benchmark": "scaling",
         "command": " ".join(["benchmarks/scaling.py", *(sys.argv[1:] if argv is None else argv)]),
-        "commit": _commit(),
+        "commit": commit,
         "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
         "steps": args.steps,
