@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 RUN_DIR ?= runs/quickstart
 EXPORT_DIR ?= exports/fashion_mnist
 
-.PHONY: install data run test lint format bench bench-accuracy bench-step bench-pipeline bench-serving bench-epoch clean
+.PHONY: install data run test lint format bench bench-accuracy bench-step bench-pipeline bench-serving bench-epoch clean figures
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,16 @@ bench-epoch: install data
 	$(PY) benchmarks/epoch_throughput.py --results_md=docs/results.md
 
 bench: bench-step bench-pipeline bench-serving bench-epoch bench-accuracy
+
+# The notebooks in full mode (QUICK=False; hours on a CPU), their figures into docs/figures/;
+# the executed copies go to runs/notebooks/. `make test` runs them in quick mode instead.
+NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
+figures: install data
+	mkdir -p docs/figures runs/notebooks
+	for nb in $(NOTEBOOKS); do \
+		$(PY) -m papermill $$nb runs/notebooks/$$(basename $$nb) --cwd runs/notebooks \
+			-p QUICK False -p FIGURES_DIR $(CURDIR)/docs/figures || exit 1; \
+	done
 
 clean:
 	rm -rf $(VENV) runs exports .pytest_cache

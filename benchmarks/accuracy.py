@@ -1,487 +1,404 @@
-"""Accuracy of MetaCleaner against plain training on Fashion-MNIST with label noise.
+"""Accuracy of every named method under label noise, through the library's own training path.
 
-Every run uses the same backbone (small CNN), optimizer, images per step
-(K·N), steps per epoch, epochs and seed; only the method differs. Results are
-appended to a JSONL file (one line a run, so a long sweep can be resumed), and
-`--report` renders the mean and standard deviation over seeds as Markdown.
+Each run is `kmc.training.run(TrainConfig(...))` on a named method (the code
+`tools/train.py` runs): Fashion-MNIST, the first `--train_size` training
+images (`--train_subset`, as the tool), label noise, then 10% of them held out
+as a noisy validation split, `small_cnn`, SGD, `--select_on=noisy_val`.
+Three accuracies per run: final (last epoch), picked (the epoch with the best
+noisy-validation accuracy, what a user without clean labels can do) and the
+oracle best epoch (shown beside, never a choice).
 
-Examples:
+The grid is methods x noise x schedule x seed, in two phases: on seed 0 every
+method runs every schedule of `--schedules`, and each (method, noise) keeps
+the schedule with the best noisy-validation accuracy; seeds 1.. then run at
+that schedule only. One JSONL record per finished run (`--out`), with the git
+commit and dirty flag read from git; a rerun skips what is done, so an
+interrupted grid resumes. `--report` prints one markdown table.
 
-    # the main comparison (3 seeds, 5 noise rates and pairflip)
-    python benchmarks/accuracy.py --suite main
-    # Table 2 / Table 3 ablations, subset sizes
-    python benchmarks/accuracy.py --suite weightings
-    python benchmarks/accuracy.py --suite subset_size
-    # render tables from what has been measured
-    python benchmarks/accuracy.py --report
-    # the smoke run of `make test`
-    python benchmarks/accuracy.py --quick --out /tmp/acc.jsonl
+Run the long grid from a pinned checkout, so that editing the code while it
+runs changes nothing (the record's commit is the checkout's):
+
+    git worktree add ../bench-$(git rev-parse --short HEAD) HEAD
+    cd ../bench-<sha> && python benchmarks/accuracy.py --out ../accuracy.jsonl
+    python benchmarks/accuracy.py --report --out ../accuracy.jsonl
+
+`--tiny` (what `make test` runs) checks formats and the selection logic on a
+few one-epoch runs of a tiny dataset; it measures neither accuracy nor time.
+Records of the earlier benchmark (docs/data/accuracy.jsonl, its own training
+loop) stay readable: `--report` maps their method names where they match a
+named method and marks every one of them `legacy`.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
+import hashlib
 import itertools
 import json
 import multiprocessing as mp
 import os
-import re
+import shlex
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
-OUT = os.path.join(os.path.dirname(__file__), "out", "accuracy.jsonl")
-
-# name -> MetaCleanerModel keyword arguments (None: plain training).
-METHODS = {
-    "baseline": None,
-    "constant": dict(weighting="constant"),
-    "attention_sig": dict(weighting="attention_sig"),
-    "attention_exp": dict(weighting="attention_exp"),
-    "fc_fc_sig": dict(weighting="fc_fc_sig"),
-    "fc_fc_relu_sig": dict(weighting="fc_fc_relu_sig"),
-    "fc_relu_fc_relu_sig": dict(weighting="fc_relu_fc_relu_sig"),
-    "agreement": dict(weighting="agreement"),
-    # Remedies tried against the collapse of the paper's weighting (issue #6, 3).
-    **{
-        f"fc_fc_relu_sig.{name}": dict(weighting="fc_fc_relu_sig", weighting_args=args)
-        for name, args in {
-            "bias1": {"output_bias": 1.0},
-            "leaky": {"negative_slope": 0.1},
-            "norm": {"normalize_inputs": True},
-            "stopgrad": {"stop_input_gradient": True},
-            "t4": {"temperature": 4.0},
-            "all": {
-                "output_bias": 1.0,
-                "negative_slope": 0.1,
-                "normalize_inputs": True,
-                "stop_input_gradient": True,
-            },
-        }.items()
-    },
-    # The paper's weighting held at the plain mean for the first epochs
-    # (kmc.layers.WarmupWeighting + kmc.training.WeightingWarmup).
-    **{
-        f"fc_fc_relu_sig.warmup{epochs}": dict(weighting="fc_fc_relu_sig", warmup_epochs=epochs)
-        for epochs in (5, 10)
-    },
-    "loss_reweight:fc_fc_relu_sig": dict(weighting="fc_fc_relu_sig", mode="loss_reweight"),
-    "loss_reweight:label_confidence": dict(
-        weighting="label_confidence", weighting_args={"relative": False}, mode="loss_reweight"
-    ),
-}
-
-# label_<confidence|posterior>[_rel][_g<gamma>][_m<flip classes>][_p<min clean prior>][_f<floor>]
-# [+[raw]member[<weight>]][+subset<max|mean>]:
-# the label-scoring weightings' options spelled in the name ("+member" alone is weight
-# 1.0; "raw": member losses weighted by α itself, not N·α/Σα; "+subsetmean":
-# each subset's hallucinated loss weighted by its mean α; "+subsetmaxn": by its
-# largest α over the batch's mean of those).
-LABEL_SCORE_NAME = re.compile(
-    r"label_(?P<kind>confidence|posterior)(?P<relative>_rel)?(?:_g(?P<gamma>[\d.]+))?"
-    r"(?:_m(?P<flip>\d+))?(?:_p(?P<min_prior>[\d.]+))?(?:_f(?P<floor>[\d.]+))?"
-    r"(?:\+(?P<raw>raw)?member(?P<member>[\d.]+)?(?P<has_member>))?"
-    r"(?:\+subset(?P<subset>max|mean)(?P<subset_norm>n)?)?"
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OUT = os.path.join(ROOT, "benchmarks", "out", "accuracy.jsonl")
+RECORD_VERSION = 2
+METHODS = ("metacleaner", "paper", "loss_reweight", "baseline", "gce", "sce", "elr", "coteaching")
+NOISES = (
+    ("symmetric", 0.0),
+    ("symmetric", 0.2),
+    ("symmetric", 0.4),
+    ("symmetric", 0.6),
+    ("symmetric", 0.8),
+    ("pairflip", 0.45),
+    ("confusion", 0.4),
 )
-
-
-def method_kwargs(name: str) -> dict | None:
-    """MetaCleanerModel keyword arguments of a method name (None: plain training).
-
-    Returns a fresh dict each call, so a caller may consume it (e.g. pop
-    `weighting_args`) without changing `METHODS`.
-
-    Raises:
-        KeyError: the name is neither in `METHODS` nor a label_confidence /
-            label_posterior spelling.
-    """
-    if name in METHODS:
-        return copy.deepcopy(METHODS[name])
-    match = LABEL_SCORE_NAME.fullmatch(name)
-    if match is None:
-        raise KeyError(name)
-    # Every option spelled out, so a name keeps its meaning when the
-    # library's defaults move (rows in docs/data/ were run under older ones).
-    args = {"relative": bool(match["relative"])}
-    if match["gamma"]:
-        if match["kind"] == "posterior":
-            raise KeyError(f"{name}: label_posterior has no gamma")
-        args["gamma"] = float(match["gamma"])
-    if (match["flip"] or match["min_prior"]) and match["kind"] != "posterior":
-        raise KeyError(f"{name}: only label_posterior has flip classes (_m) and _p")
-    if match["kind"] == "posterior":
-        # No _m: wrong labels spread over every other class (C - 1).
-        args["flip_classes"] = int(match["flip"]) if match["flip"] else None
-        # No _p: the clean share's estimate bounded below by 0.01.
-        args["min_clean_prior"] = float(match["min_prior"]) if match["min_prior"] else 0.01
-    if match["floor"]:
-        args["floor"] = float(match["floor"])
-    kwargs = dict(weighting=f"label_{match['kind']}", weighting_args=args)
-    if match["has_member"] is not None:
-        kwargs["member_loss_weight"] = float(match["member"] or 1.0)
-        kwargs["normalize_member_weights"] = not match["raw"]
-    if match["subset"]:
-        kwargs["subset_loss_weights"] = f"{match['subset']}_alpha"
-        kwargs["normalize_subset_weights"] = bool(match["subset_norm"])
-    return kwargs
-
-
-#: The library's defaults (label_posterior relative to the top class with one
-#: flip class, member loss weighted by α itself, weight 1.0, each subset's
-#: hallucinated loss weighted by its largest α), by their benchmark name.
-DEFAULT_METHOD = "label_posterior_rel_m1_p0.5+rawmember+subsetmax"
-#: The previous default (before label_posterior and subset weights).
-LABEL_CONFIDENCE_METHOD = "label_confidence_rel+rawmember"
-
-SUITES = {
-    # (methods, noise settings, subset sizes)
-    "main": (
-        ["baseline", "constant", "fc_fc_relu_sig", LABEL_CONFIDENCE_METHOD, DEFAULT_METHOD],
-        [("symmetric", r) for r in (0.0, 0.2, 0.4, 0.6, 0.8)] + [("pairflip", 0.45)],
-        [4],
-    ),
-    "weightings": (
-        [
-            "constant",
-            "attention_sig",
-            "attention_exp",
-            "fc_fc_sig",
-            "fc_fc_relu_sig",
-            "fc_relu_fc_relu_sig",
-            "agreement",
-            "label_confidence",
-            "label_posterior_rel_m1_p0.5",
-            LABEL_CONFIDENCE_METHOD,
-            DEFAULT_METHOD,
-            "loss_reweight:fc_fc_relu_sig",
-            "loss_reweight:label_confidence",
-        ],
-        [("symmetric", 0.4)],
-        [4],
-    ),
-    "subset_size": (
-        [DEFAULT_METHOD],
-        [("symmetric", r) for r in (0.2, 0.4, 0.6)],
-        [1, 2, 3, 4, 5, 6],
-    ),
+SCHEDULES = ("constant", "step", "cosine")
+# Old benchmark names (its own loop) that are a named method today.
+LEGACY_NAMES = {
+    "baseline": "baseline",
+    "fc_fc_relu_sig": "paper",
+    "loss_reweight:fc_fc_relu_sig": "loss_reweight",
+    "label_posterior_rel_m1_p0.5+rawmember+subsetmax": "metacleaner",
 }
 
 
-def _arrays(dataset):
-    images, labels = zip(*dataset.batch(10_000).as_numpy_iterator())
-    return np.concatenate(images), np.concatenate(labels)
+def run_key(spec: dict) -> str:
+    """The identity of a run: what the grid varies plus the fixed settings."""
+    fields = ("method", "noise_type", "noise_rate", "schedule", "seed", "epochs", "train_size")
+    return json.dumps([spec.get(f) for f in fields] + [spec.get("dataset")])
 
 
-def _load_fashion_mnist(train_size: int, seed: int):
-    import keras_metacleaner as kmc
-
-    train, test, info = kmc.data.load("fashion_mnist")
-    x_train, y_train = _arrays(train)
-    x_test, y_test = _arrays(test)
-    keep = np.random.default_rng(seed).permutation(len(y_train))[:train_size]
-    return x_train[keep], y_train[keep].astype("int32"), x_test, y_test.astype("int32"), info
+def run_dir_name(spec: dict) -> str:
+    """A stable directory name per grid point: an interrupted run resumes from its backup."""
+    return "run-" + hashlib.sha1(run_key(spec).encode()).hexdigest()[:12]
 
 
-def run_one(config: dict) -> dict:
-    """Trains one configuration and returns its measurements."""
-    threads = config.get("threads", 1)
+def train_config(spec: dict, run_dir: str):
+    """The `TrainConfig` of one grid point (the tool's settings, flag for flag)."""
+    from keras_metacleaner.training import TrainConfig
+
+    schedule = spec["schedule"]
+    return TrainConfig(
+        spec["dataset"],
+        run_dir,
+        method=spec["method"],
+        noise_type=spec["noise_type"] if spec["noise_rate"] > 0 else "none",
+        noise_rate=spec["noise_rate"],
+        train_subset=spec["train_size"],
+        validation_split=spec["validation_split"],
+        select_on="noisy_val",
+        schedule=schedule,
+        lr_decay_epochs=max(1, spec["epochs"] // 3) if schedule == "step" else 0,
+        epochs=spec["epochs"],
+        learning_rate=spec["learning_rate"],
+        batch_size=spec["batch_size"],
+        seed=spec["seed"],
+        verbose=0,
+        overwrite=True,
+        alpha_auroc_examples=spec.get("alpha_auroc_examples", 2000),
+    )
+
+
+def record_from_results(spec: dict, results: dict, commit: dict | None, command: str) -> dict:
+    """One JSONL record: the grid point, the three accuracies and where they came from."""
+    history = results["history"]
+    return {
+        **spec,
+        "record_version": RECORD_VERSION,
+        "final": results["final_test_accuracy"],
+        "picked": results["picked_test_accuracy"],
+        "oracle": results["oracle_best_test_accuracy"],
+        "noisy_val_best": (results.get("selection") or {}).get("score"),
+        "picked_epoch": (results.get("selection") or {}).get("epoch"),
+        "test_curve": [e.get("val_accuracy") for e in history],
+        "noisy_val_curve": [e.get("noisy_val_accuracy") for e in history],
+        "realised_noise": results.get("realised_noise_rate"),
+        "alpha_auroc": results.get("alpha_auroc"),
+        "config": results.get("flags"),
+        "commit": commit,
+        "command": command,
+        "date": time.strftime("%Y-%m-%d"),
+        "seconds_per_epoch": results.get("seconds_per_epoch"),
+    }
+
+
+def run_one(task: tuple[dict, str, dict | None, str]) -> dict:
+    """Trains one grid point through `kmc.training.run` and returns its record."""
+    spec, run_dir, commit, command = task
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
     import tensorflow as tf
 
+    threads = spec.get("threads", 1)
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
-    import keras_metacleaner as kmc
+    from keras_metacleaner import training
 
-    seed, n_subset, k = config["seed"], config["subset_size"], config["groups_per_batch"]
-    keras.utils.set_random_seed(seed)
-    x, y_clean, x_test, y_test, info = _load_fashion_mnist(config["train_size"], seed)
-    if config["noise_rate"] > 0:
-        y_noisy, flipped = kmc.data.add_label_noise(
-            y_clean, config["noise_rate"], config["noise_type"], info.num_classes, seed=seed
-        )
-    else:
-        y_noisy, flipped = y_clean.copy(), np.zeros(len(y_clean), bool)
-    images_per_step = n_subset * k
-    steps = len(y_noisy) // images_per_step
-    epochs = config["epochs"]
-    lr = config["learning_rate"]
-    if config.get("lr_decay_epochs"):
-        boundaries = [
-            steps * e for e in range(config["lr_decay_epochs"], epochs, config["lr_decay_epochs"])
-        ]
-        lr = keras.optimizers.schedules.PiecewiseConstantDecay(
-            boundaries, [config["learning_rate"] * 0.1**i for i in range(len(boundaries) + 1)]
-        )
-    backbone = kmc.models.small_cnn(info.image_shape)
-    method = method_kwargs(config["method"])
-    callbacks = []
-    train = tf.data.Dataset.from_tensor_slices((x.astype("float32"), y_noisy))
-    if method is None:
-        model = kmc.training.plain_classifier(backbone, info.num_classes)
-        data = train.shuffle(len(y_noisy), seed=seed, reshuffle_each_iteration=True)
-        data = data.batch(images_per_step, drop_remainder=True)
-    else:
-        # The methods name their per-image loss; without one they are the paper's
-        # pure hallucination, whatever the library's default.
-        method = {"member_loss_weight": 0.0, "subset_loss_weights": None, **method}
-        if "weighting_args" in method:
-            weighting = kmc.layers.get_weighting(method["weighting"], n_subset)
-            config_ = {**weighting.get_config(), **method.pop("weighting_args")}
-            method["weighting"] = type(weighting).from_config(config_)
-        if "warmup_epochs" in method:
-            warmup_epochs = method.pop("warmup_epochs")
-            method["weighting"] = kmc.layers.WarmupWeighting(method["weighting"], n_subset)
-            callbacks.append(kmc.training.WeightingWarmup(warmup_epochs))
-        model = kmc.MetaCleanerModel(backbone, info.num_classes, n_subset, seed=seed, **method)
-        data = kmc.data.group_by_class(
-            train, n_subset, k, seed=seed, num_classes=info.num_classes, in_memory=True
-        )
-    data = data.take(steps).prefetch(2)
-    model.compile(
-        optimizer=keras.optimizers.SGD(lr, momentum=0.9),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
-    start = time.time()
-    history = model.fit(
-        data,
-        epochs=epochs,
-        validation_data=(x_test.astype("float32"), y_test),
-        validation_batch_size=1000,
-        verbose=0,
-        callbacks=callbacks,
-    ).history
-    seconds = time.time() - start
-    classifier = model if method is None else model.inference_model()
-    predicted = classifier.predict(x.astype("float32"), batch_size=1000, verbose=0).argmax(-1)
-    accuracy = history["val_accuracy"]
-    result = dict(
-        config,
-        best_accuracy=float(max(accuracy)),
-        best_epoch=int(np.argmax(accuracy)) + 1,
-        final_accuracy=float(accuracy[-1]),
-        test_accuracy_curve=[float(a) for a in accuracy],
-        realised_noise=float(flipped.mean()),
-        commit=os.environ.get("BENCH_COMMIT", "unknown"),
-        date=time.strftime("%Y-%m-%d"),
-        flipped_fitted=float((predicted[flipped] == y_noisy[flipped]).mean())
-        if flipped.any()
-        else None,
-        seconds_per_epoch=seconds / epochs,
-    )
-    if method is not None:
-        for key in ("alpha_mean", "alpha_std", "alpha_floor"):
-            result[key] = float(history[key][-1])
-        probe = slice(0, min(5000, len(y_noisy)))
-        if flipped.any() and n_subset > 1:
-            scores = kmc.analysis.alpha_scores(model, x[probe], y_noisy[probe], draws=2, seed=seed)
-            result["alpha_auroc"] = kmc.analysis.auroc(scores, ~flipped[probe])
-    return result
+    results = training.run(train_config(spec, run_dir))
+    return record_from_results(spec, results, commit, command)
 
 
-def _key(config: dict) -> str:
-    fields = ("method", "noise_type", "noise_rate", "subset_size", "seed", "epochs", "train_size")
-    fields += ("lr_decay_epochs",)
-    return json.dumps([config.get(f) for f in fields])
-
-
-def _done(path: str) -> dict:
+# -------------------------------------------------------------- the records
+def read_records(path: str) -> list[dict]:
+    """Every record of a JSONL file, old ones normalised (see `normalise`)."""
     if not os.path.exists(path):
-        return {}
+        return []
     with open(path) as f:
-        return {_key(r): r for r in map(json.loads, f) if r}
+        return [normalise(json.loads(line)) for line in f if line.strip()]
 
 
-def _append(path: str, result: dict) -> None:
+def normalise(record: dict) -> dict:
+    """A record in today's format; records of the earlier benchmark are marked `legacy`.
+
+    The earlier benchmark trained with its own loop on a seeded random draw of
+    the training images, without a validation split: it has final and
+    best-epoch (oracle) accuracies, no picked one. Its method names map to a
+    named method where they are the same configuration.
+    """
+    if record.get("record_version") == RECORD_VERSION:
+        return record
+    name = record.get("method")
+    return {
+        "method": LEGACY_NAMES.get(name, name),
+        "legacy_name": name,
+        "legacy": True,
+        "noise_type": record.get("noise_type"),
+        "noise_rate": record.get("noise_rate"),
+        "schedule": "step" if record.get("lr_decay_epochs") else "constant",
+        "seed": record.get("seed"),
+        "epochs": record.get("epochs"),
+        "train_size": record.get("train_size"),
+        "final": record.get("final_accuracy"),
+        "picked": None,
+        "oracle": record.get("best_accuracy"),
+        "noisy_val_best": None,
+        "commit": {"sha": record.get("commit"), "dirty": None},
+        "date": record.get("date"),
+    }
+
+
+def append(path: str, record: dict) -> None:
+    """Appends one line, flushed whole: an interrupted grid loses at most the run in flight."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    # One line a run, flushed whole: an interrupted sweep loses at most the run in flight.
     with open(path, "a") as f:
-        f.write(json.dumps(result) + "\n")
+        f.write(json.dumps(record) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
 
 
-def _noises(spec: str) -> list[tuple[str, float]]:
-    """`"symmetric:0.4,pairflip:0.45"` -> `[("symmetric", 0.4), ("pairflip", 0.45)]`."""
-    return [(kind, float(rate)) for kind, rate in (n.split(":") for n in spec.split(",") if n)]
+# ---------------------------------------------------------------- the grid
+def base_spec(args) -> dict:
+    return {
+        "dataset": args.dataset,
+        "epochs": args.epochs,
+        "train_size": args.train_size,
+        "validation_split": args.validation_split,
+        "learning_rate": args.learning_rate,
+        "batch_size": args.batch_size,
+    }
 
 
-def configs_for(args) -> list[dict]:
-    methods, noises, sizes = SUITES[args.suite]
-    if args.methods:
-        methods = args.methods.split(",")
-    if args.noise:
-        noises = _noises(args.noise)
-    if args.subset_sizes:
-        sizes = [int(n) for n in args.subset_sizes.split(",")]
-    configs = []
-    for seed, (kind, rate), n_subset, method in itertools.product(
-        range(args.seeds), noises, sizes, methods
-    ):
-        configs.append(
-            dict(
-                method=method,
-                noise_type=kind,
-                noise_rate=rate,
-                subset_size=n_subset,
-                groups_per_batch=args.images_per_step // n_subset,
-                seed=seed,
-                epochs=args.epochs,
-                train_size=args.train_size,
-                learning_rate=args.learning_rate,
-                lr_decay_epochs=args.lr_decay_epochs,
-                images_per_step=args.images_per_step,
+def selection_specs(args) -> list[dict]:
+    """Phase 1: seed 0, every method x noise x schedule."""
+    return [
+        {**base_spec(args), "method": m, "noise_type": k, "noise_rate": r, "schedule": s, "seed": 0}
+        for (k, r), m, s in itertools.product(args.noises, args.methods, args.schedules)
+    ]
+
+
+def chosen_schedules(records: Iterable[dict]) -> dict[tuple, str]:
+    """(method, noise_type, noise_rate) -> the schedule with the best seed-0 noisy-val accuracy.
+
+    Ties go to the earlier schedule of `SCHEDULES` (constant, step, cosine).
+    """
+    best: dict[tuple, tuple] = {}
+    for r in records:
+        if r.get("legacy") or r.get("seed") != 0 or r.get("noisy_val_best") is None:
+            continue
+        key = (r["method"], r["noise_type"], r["noise_rate"])
+        rank = (r["noisy_val_best"], -SCHEDULES.index(r["schedule"]))
+        if key not in best or rank > best[key][0]:
+            best[key] = (rank, r["schedule"])
+    return {key: schedule for key, (_, schedule) in best.items()}
+
+
+def seed_specs(args, chosen: dict[tuple, str]) -> list[dict]:
+    """Phase 2: seeds 1.. at each (method, noise)'s chosen schedule."""
+    specs = []
+    for (k, r), m, seed in itertools.product(args.noises, args.methods, range(1, args.seeds)):
+        schedule = chosen.get((m, k, r))
+        if schedule is not None:
+            specs.append(
+                {
+                    **base_spec(args),
+                    "method": m,
+                    "noise_type": k,
+                    "noise_rate": r,
+                    "schedule": schedule,
+                    "seed": seed,
+                }
             )
-        )
-    return configs
+    return specs
 
 
-def report(
-    path: str,
-    methods: Sequence[str] = (),
-    subset_sizes: Sequence[int] = (),
-    lr_decay_epochs: int | None = None,
-    noises: Sequence[tuple[str, float]] = (),
-) -> str:
-    """A Markdown table: mean ± std over seeds of each measured configuration.
+def run_grid(args, runner: Callable[[tuple], dict] = run_one, commit=None) -> list[dict]:
+    """Runs what is missing of both phases; returns the new records."""
+    command = "python benchmarks/accuracy.py " + " ".join(shlex.quote(a) for a in args.argv)
+    new = []
+    for phase in ("selection", "seeds"):
+        records = read_records(args.out)
+        done = {run_key(r) for r in records if not r.get("legacy")}
+        if phase == "selection":
+            specs = selection_specs(args)
+        else:
+            specs = seed_specs(args, chosen_schedules(records))
+        todo = [s for s in specs if run_key(s) not in done]
+        print(f"{phase}: {len(specs)} runs, {len(specs) - len(todo)} already in {args.out}")
+        tasks = [(s, os.path.join(args.run_root, run_dir_name(s)), commit, command) for s in todo]
+        if args.jobs and runner is run_one and len(tasks) > 1:
+            # Fresh processes: TF's thread settings only apply before it starts.
+            pool = mp.get_context("spawn").Pool(args.jobs, maxtasksperchild=1)
+            results = pool.imap_unordered(runner, tasks)
+        else:
+            results = map(runner, tasks)
+        for record in results:
+            append(args.out, record)
+            new.append(record)
+            print(
+                f"{record['method']:>13} {record['noise_type']} {record['noise_rate']:.2f} "
+                f"{record['schedule']:>8} seed={record['seed']}: final {record['final']:.4f} "
+                f"picked {record['picked']:.4f} oracle {record['oracle']:.4f}",
+                flush=True,
+            )
+    return new
+
+
+# --------------------------------------------------------------- the report
+def _stat(values) -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "–"
+    values = np.asarray(values, float) * 100
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    return f"{values.mean():.2f} ± {values.std():.2f}"
+
+
+def report(path: str, legacy: bool = False) -> str:
+    """One markdown table: per noise and method, at its chosen schedule, final / picked / oracle.
 
     Args:
-        path: the JSONL file of results.
-        methods: keep only these methods (all when empty).
-        subset_sizes: keep only these N (all when empty).
-        lr_decay_epochs: keep only runs with this schedule (0: constant rate);
-            all when None.
-        noises: keep only these `(kind, rate)` settings (all when empty).
+        path: the JSONL records.
+        legacy: report the earlier benchmark's records instead (final and oracle only).
 
     Returns:
-        The table, one row a configuration.
+        Markdown: a header line (command, commits, dates), then the table.
     """
-    rows = {}
-    for r in _done(path).values():
-        if methods and r["method"] not in methods:
-            continue
-        if subset_sizes and r["subset_size"] not in subset_sizes:
-            continue
-        if lr_decay_epochs is not None and (r.get("lr_decay_epochs") or 0) != lr_decay_epochs:
-            continue
-        if noises and (r["noise_type"], r["noise_rate"]) not in noises:
-            continue
-        group = (
-            r["noise_type"],
-            r["noise_rate"],
-            r["subset_size"],
-            r["epochs"],
-            r.get("lr_decay_epochs"),
-            r["method"],
-        )
-        rows.setdefault(group, []).append(r)
-
-    def stat(values, scale=100.0):
-        values = [v for v in values if v is not None]
-        if not values:
-            return "–"
-        values = np.asarray(values, float) * scale
-        return (
-            f"{values.mean():.2f} ± {values.std():.2f}" if len(values) > 1 else f"{values[0]:.2f}"
-        )
-
+    records = [r for r in read_records(path) if bool(r.get("legacy")) == legacy]
+    if legacy:
+        chosen = None
+    else:
+        chosen = chosen_schedules(records)
+    groups: dict[tuple, list[dict]] = {}
+    for r in records:
+        if chosen is not None:
+            if chosen.get((r["method"], r["noise_type"], r["noise_rate"])) != r["schedule"]:
+                continue  # seed 0 at a schedule that was not chosen
+        name = r.get("legacy_name", r["method"]) if legacy else r["method"]
+        groups.setdefault((r["noise_type"], r["noise_rate"], name, r["schedule"]), []).append(r)
+    commits = sorted(
+        {
+            f"{(r.get('commit') or {}).get('sha') or 'unknown'}"
+            f"{'-dirty' if (r.get('commit') or {}).get('dirty') else ''}"
+            for r in records
+        }
+    )
+    dates = sorted({r.get("date") or "?" for r in records})
+    commands = sorted({r.get("command") for r in records if r.get("command")})
     lines = [
-        "| noise | N | epochs | lr decay | method | seeds | best-epoch acc | final acc "
-        "| flipped fitted | α AUROC | α floor share |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        f"Command: `{commands[0] if commands else 'legacy benchmark'}`; commit(s): "
+        f"{', '.join(commits) or '–'}; date(s): {', '.join(dates) or '–'}"
+        + ("; legacy records (the earlier benchmark's own loop)." if legacy else "."),
+        "",
+        "| noise | method | schedule | seeds | final | picked (noisy val) | oracle best |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for group in sorted(rows, key=lambda g: (g[0], g[1], g[3], str(g[4]), g[2], g[5])):
-        rs = rows[group]
-        kind, rate, n_subset, epochs, decay, method = group
+    for key in sorted(groups, key=lambda g: (g[0], g[1], str(g[2]))):
+        rs = groups[key]
+        kind, rate, method, schedule = key
         lines.append(
-            f"| {kind} {rate:.0%} | {n_subset} | {epochs} | {decay or '–'} | {method} "
-            f"| {len(rs)} | {stat([r['best_accuracy'] for r in rs])} "
-            f"| {stat([r['final_accuracy'] for r in rs])} | "
-            f"{stat([r.get('flipped_fitted') for r in rs])} | "
-            f"{stat([r.get('alpha_auroc') for r in rs], 1.0)} | "
-            f"{stat([r.get('alpha_floor') for r in rs], 1.0)} |"
+            f"| {kind} {rate:.0%} | {method} | {schedule} | {len(rs)} "
+            f"| {_stat(r['final'] for r in rs)} | {_stat(r['picked'] for r in rs)} "
+            f"| {_stat(r['oracle'] for r in rs)} |"
         )
     return "\n".join(lines)
 
 
+def _noises(spec: str) -> list[tuple[str, float]]:
+    """`"symmetric:0.4,pairflip:0.45"` -> `[("symmetric", 0.4), ("pairflip", 0.45)]`."""
+    out = []
+    for item in filter(None, spec.split(",")):
+        kind, _, rate = item.rpartition(":")
+        out.append((kind, float(rate)))
+    return out
+
+
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument("--suite", choices=sorted(SUITES), default="main")
+    parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated names")
     parser.add_argument(
-        "--methods", default="", help="comma-separated subset of the suite's methods"
+        "--noise",
+        default=",".join(f"{k}:{r}" for k, r in NOISES),
+        help="comma-separated KIND:RATE, e.g. symmetric:0.4,pairflip:0.45",
     )
-    parser.add_argument(
-        "--noise", default="", help="comma-separated KIND:RATE, e.g. symmetric:0.4,pairflip:0.45"
-    )
-    parser.add_argument("--subset_sizes", default="", help="comma-separated N values")
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--schedules", default=",".join(SCHEDULES))
+    parser.add_argument("--seeds", type=int, default=3, help="seed 0 selects, 1.. confirm")
+    parser.add_argument("--dataset", default="fashion_mnist")
     parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--train_size", type=int, default=10000)
-    parser.add_argument("--images_per_step", type=int, default=128)
+    parser.add_argument("--train_size", type=int, default=10000, help="the first n (as the tool)")
+    parser.add_argument("--validation_split", type=float, default=0.1)
+    parser.add_argument("--batch_size", type=int, default=128)
     parser.add_argument("--learning_rate", type=float, default=0.02)
-    parser.add_argument(
-        "--lr_decay_epochs", type=int, default=0, help="divide lr by 10 every so many epochs"
-    )
-    parser.add_argument(
-        "--jobs", type=int, default=2, help="runs in parallel, one thread each (0: in this process)"
-    )
+    parser.add_argument("--jobs", type=int, default=2, help="runs in parallel (0: in-process)")
     parser.add_argument("--out", default=OUT)
+    parser.add_argument("--run_root", default="", help="run directories (default: beside --out)")
+    parser.add_argument("--report", action="store_true", help="print the table of --out")
+    parser.add_argument("--legacy", action="store_true", help="with --report: the old records")
     parser.add_argument(
-        "--report",
-        action="store_true",
-        help="print the table of --out and exit; --methods, --noise, --subset_sizes and "
-        "--lr_decay_epochs filter it",
+        "--tiny", action="store_true", help="make test: formats and selection logic, tiny data"
     )
-    parser.add_argument("--quick", action="store_true", help="one tiny run a method (smoke test)")
     args = parser.parse_args(argv)
-    for name in filter(None, args.methods.split(",")):
-        try:
-            method_kwargs(name)
-        except KeyError:
-            parser.error(
-                f"--methods: unknown method {name!r}; expected one of {sorted(METHODS)} or "
-                "label_confidence[_rel][_g<gamma>][_f<floor>][+[raw]member[<weight>]]"
-            )
+    args.argv = argv
+    args.methods = [m for m in args.methods.split(",") if m]
+    unknown = [m for m in args.methods if m not in METHODS]
+    if unknown:
+        parser.error(f"--methods: unknown method {unknown[0]!r}; expected one of {METHODS}")
+    args.schedules = [s for s in args.schedules.split(",") if s]
+    if set(args.schedules) - set(SCHEDULES):
+        parser.error(f"--schedules: expected some of {SCHEDULES}")
+    try:
+        args.noises = _noises(args.noise)
+    except ValueError:
+        parser.error(f"--noise={args.noise}: expected KIND:RATE[,KIND:RATE...]")
     if args.report:
-        print(
-            report(
-                args.out,
-                methods=[m for m in args.methods.split(",") if m],
-                subset_sizes=[int(n) for n in args.subset_sizes.split(",") if n],
-                lr_decay_epochs=args.lr_decay_epochs,
-                noises=_noises(args.noise),
-            )
-        )
+        print(report(args.out, legacy=args.legacy))
         return 0
-    if args.quick:
-        args.seeds, args.epochs, args.train_size = 1, 2, 512
-        args.images_per_step = 32
-    configs = configs_for(args)
-    if args.quick:
-        configs = [c for c in configs if c["noise_rate"] == 0.4 and c["noise_type"] == "symmetric"]
-    done = _done(args.out)
-    todo = [c for c in configs if _key(c) not in done]
-    print(f"{len(configs)} runs, {len(configs) - len(todo)} already in {args.out}", flush=True)
-    if args.jobs == 0:
-        results = map(run_one, todo)
-    else:
-        # Fresh processes: TF's thread settings only apply before it starts, and
-        # every run begins from the same state.
-        pool = mp.get_context("spawn").Pool(args.jobs, maxtasksperchild=1)
-        results = pool.imap_unordered(run_one, todo)
-    for result in results:
-        _append(args.out, result)
-        print(
-            f"{result['method']:>32} {result['noise_type']} {result['noise_rate']:.2f} "
-            f"N={result['subset_size']} seed={result['seed']}: "
-            f"best {result['best_accuracy']:.4f} final {result['final_accuracy']:.4f} "
-            f"auroc {result.get('alpha_auroc')}",
-            flush=True,
-        )
+    if args.tiny:
+        args.epochs, args.train_size, args.batch_size = 2, 160, 32
+        args.validation_split, args.jobs = 0.2, 0
+    args.run_root = args.run_root or os.path.join(
+        os.path.dirname(os.path.abspath(args.out)), "runs"
+    )
+    from keras_metacleaner.training.results import git_commit
+
+    run_grid(args, commit=git_commit(ROOT))
     print(report(args.out))
     return 0
 

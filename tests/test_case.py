@@ -45,6 +45,26 @@ def _assert_same_structure_close(actual, expected, atol=1e-6, msg=""):
         )
 
 
+def _flat_shapes(structure) -> list[tuple]:
+    return [tuple(t.shape) for t in keras.tree.flatten(structure)]
+
+
+def _expected_shapes(expected_output_shape) -> list[tuple]:
+    if isinstance(expected_output_shape[0], tuple):
+        return [tuple(shape) for shape in expected_output_shape]
+    return [tuple(expected_output_shape)]
+
+
+def _symbolic_model(layer, inputs, call_kwargs):
+    symbolic = [keras.Input(tuple(x.shape[1:]), batch_size=None) for x in inputs]
+    outputs = _call(layer, tuple(symbolic), **call_kwargs)
+    return keras.Model(symbolic if len(symbolic) > 1 else symbolic[0], outputs)
+
+
+def _model_inputs(inputs):
+    return list(inputs) if len(inputs) > 1 else inputs[0]
+
+
 def run_layer_test(
     layer_cls,
     init_kwargs: dict,
@@ -52,16 +72,24 @@ def run_layer_test(
     expected_output_shape=None,
     call_kwargs: dict | None = None,
     expected_num_trainable_weights: int | None = None,
+    expected_num_non_trainable_weights: int | None = None,
     tmp_path=None,
+    run_training_check: bool = True,
+    run_mixed_precision_check: bool = True,
 ):
-    """Builds a layer, calls it and checks its serialization and a model save/load.
+    """Checks a layer the way Keras' own `run_layer_test` does.
 
-    Checks, in order: the output shape(s); that `get_config` is JSON-able and
-    `from_config` gives a layer that, with the same weights, gives the same
-    output; that `keras.saving.serialize_keras_object` round-trips by its
-    registered name; and, when `tmp_path` is given, that a functional model
-    holding the layer survives `model.save(".keras")` / `load_model` with
-    identical outputs.
+    In order: an eager call and its output shapes (and `compute_output_shape`);
+    a symbolic call on `keras.Input`s with the same shapes (batch size left
+    open); the numbers of trainable and non-trainable weights; one training
+    step of a model around the layer (a finite loss, and every layer with
+    trainable weights moves at least one of them); a call under the
+    `mixed_float16` policy (float16 compute, float32 variables, finite
+    outputs); `get_config` is JSON-able and `from_config` rebuilds a layer
+    with the same configuration and, given the same weights, the same
+    outputs; `keras.saving.serialize_keras_object` round-trips by the
+    registered name; and, with `tmp_path`, a model holding the layer
+    survives `model.save(".keras")` / `load_model` with identical outputs.
 
     Args:
         layer_cls: the layer class.
@@ -71,7 +99,10 @@ def run_layer_test(
             several outputs.
         call_kwargs: extra keyword arguments of `call`.
         expected_num_trainable_weights: checked when not None.
+        expected_num_non_trainable_weights: checked when not None.
         tmp_path: directory for the `.keras` file; skipped when None.
+        run_training_check: run the training step.
+        run_mixed_precision_check: run the mixed-precision call.
 
     Returns:
         The layer under test (built and called).
@@ -84,22 +115,37 @@ def run_layer_test(
     call_kwargs = call_kwargs or {}
     inputs = input_data if isinstance(input_data, tuple) else (input_data,)
     inputs = tuple(keras.ops.convert_to_tensor(x) for x in inputs)
+    name = layer_cls.__name__
 
+    # Eager call.
     layer = layer_cls(**init_kwargs)
     output = _call(layer, inputs, **call_kwargs)
     if expected_output_shape is not None:
-        shapes = [tuple(o.shape) for o in keras.tree.flatten(output)]
-        expected = (
-            list(expected_output_shape)
-            if isinstance(expected_output_shape[0], tuple)
-            else [tuple(expected_output_shape)]
-        )
-        assert shapes == expected, f"{layer_cls.__name__}: output shapes {shapes} != {expected}"
-        assert layer.compute_output_shape(inputs[0].shape) == (
-            tuple(expected[0]) if len(expected) == 1 else tuple(map(tuple, expected))
-        )
+        expected = _expected_shapes(expected_output_shape)
+        assert _flat_shapes(output) == expected, f"{name}: output shapes {_flat_shapes(output)}"
+        computed = layer.compute_output_shape(inputs[0].shape)
+        assert computed == (expected[0] if len(expected) == 1 else tuple(expected)), computed
+
+    # Symbolic call: same shapes with the batch dimension open.
+    symbolic = _symbolic_model(layer_cls(**init_kwargs), inputs, call_kwargs)
+    if expected_output_shape is not None:
+        open_batch = [(None, *shape[1:]) for shape in _expected_shapes(expected_output_shape)]
+        symbolic_shapes = [tuple(t.shape) for t in keras.tree.flatten(symbolic.outputs)]
+        assert symbolic_shapes == open_batch, f"{name}: symbolic shapes {symbolic_shapes}"
+
     if expected_num_trainable_weights is not None:
-        assert len(layer.trainable_weights) == expected_num_trainable_weights
+        assert len(layer.trainable_weights) == expected_num_trainable_weights, [
+            w.path for w in layer.trainable_weights
+        ]
+    if expected_num_non_trainable_weights is not None:
+        assert len(layer.non_trainable_weights) == expected_num_non_trainable_weights, [
+            w.path for w in layer.non_trainable_weights
+        ]
+
+    if run_training_check:
+        _check_training_step(layer_cls, init_kwargs, inputs, call_kwargs)
+    if run_mixed_precision_check:
+        _check_mixed_precision(layer_cls, init_kwargs, inputs, call_kwargs)
 
     # get_config -> from_config: same configuration, same function.
     config = layer.get_config()
@@ -118,15 +164,53 @@ def run_layer_test(
     assert revived.get_config() == config
 
     if tmp_path is not None:
-        symbolic = [keras.Input(tuple(x.shape[1:]), batch_size=None) for x in inputs]
-        model = keras.Model(symbolic, _call(layer, tuple(symbolic), **call_kwargs))
+        model = _symbolic_model(layer, inputs, call_kwargs)
         path = os.path.join(str(tmp_path), f"{layer.name}.keras")
         model.save(path)
         loaded = keras.models.load_model(path)
-        expected = model(list(inputs) if len(inputs) > 1 else inputs[0])
-        actual = loaded(list(inputs) if len(inputs) > 1 else inputs[0])
-        _assert_same_structure_close(actual, expected, msg="save/load changed the outputs")
+        _assert_same_structure_close(
+            loaded(_model_inputs(inputs)),
+            model(_model_inputs(inputs)),
+            msg="save/load changed the outputs",
+        )
     return layer
+
+
+def _check_training_step(layer_cls, init_kwargs, inputs, call_kwargs):
+    """One SGD step on a model around a fresh layer: finite loss, weights that move."""
+    keras.utils.set_random_seed(0)
+    layer = layer_cls(**init_kwargs)
+    model = _symbolic_model(layer, inputs, call_kwargs)
+    outputs = keras.tree.flatten(model(_model_inputs(inputs)))
+    rng = np.random.default_rng(0)
+    targets = [rng.normal(size=tuple(o.shape)).astype("float32") for o in outputs]
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss=["mse"] * len(outputs))
+    before = [w.numpy().copy() for w in layer.trainable_weights]
+    logs = model.train_on_batch(
+        _model_inputs(inputs), targets if len(targets) > 1 else targets[0], return_dict=True
+    )
+    assert np.isfinite(logs["loss"]), f"{layer_cls.__name__}: non-finite loss {logs}"
+    if before:
+        moved = [np.any(w.numpy() != b) for w, b in zip(layer.trainable_weights, before)]
+        assert any(moved), f"{layer_cls.__name__}: a training step moved no trainable weight"
+
+
+def _check_mixed_precision(layer_cls, init_kwargs, inputs, call_kwargs):
+    """Under mixed_float16: float16 compute, float32 variables, finite outputs."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        # A config's own dtype policy (from get_config) would pin float32.
+        layer = layer_cls(**{k: v for k, v in init_kwargs.items() if k != "dtype"})
+        assert layer.compute_dtype == "float16" and layer.variable_dtype == "float32"
+        outputs = keras.tree.flatten(_call(layer, inputs, **call_kwargs))
+        for output in outputs:
+            values = keras.ops.convert_to_numpy(keras.ops.cast(output, "float32"))
+            assert np.all(np.isfinite(values)), f"{layer_cls.__name__}: non-finite under float16"
+        for variable in layer.weights:
+            assert variable.dtype == "float32", variable.path
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 # ------------------------------------------------------------------ tiny data

@@ -35,75 +35,153 @@ flags.DEFINE_integer("version", None, "Version to write; default: the next free 
 
 MODEL_FILE = "model.keras"
 RESULTS_FILE = "results.json"
+USAGE_ERROR = 2
 
 
-def read_class_names(path: str) -> list[str]:
-    """Class names from a text or JSON file."""
+class UsageError(ValueError):
+    """A flag or input file that cannot work: one line on stderr, exit code 2, nothing written."""
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def read_class_names(path: str, source: str | None = None) -> list[str]:
+    """Class names from a text or JSON file, checked the way the export stores them.
+
+    Args:
+        path: the file.
+        source: how error messages name it (default `--class_names_file=<path>`).
+    """
+    source = source or f"--class_names_file={path}"
     if not os.path.isfile(path):
-        raise app.UsageError(f"Class names file {path!r} does not exist.")
+        raise UsageError(f"{source}: no such file.")
     with open(path, encoding="utf-8") as handle:
         text = handle.read()
     if path.endswith(".json"):
         try:
             data = json.loads(text)
         except json.JSONDecodeError as error:
-            raise app.UsageError(f"{path!r} is not valid JSON: {error}") from error
+            raise UsageError(f"{source}: not valid JSON ({error}).") from None
         names = data.get("class_names") if isinstance(data, dict) else data
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-            raise app.UsageError(
-                f"{path!r} must hold a list of class names or a 'class_names' key with one."
+            raise UsageError(
+                f"{source}: expected a list of class names or a 'class_names' key with one."
             )
-        return names
-    return [line for line in text.splitlines() if line.strip()]
+    else:
+        names = [line for line in text.splitlines() if line.strip()]
+    for i, name in enumerate(names):
+        if not name.strip() or "\n" in name or "\r" in name:
+            raise UsageError(
+                f"{source}: class name {i} is {name!r}; every name must be "
+                "non-empty and on one line."
+            )
+    if not names:
+        raise UsageError(f"{source}: holds no class names.")
+    return names
+
+
+def _check_creatable(flag: str, path: str) -> None:
+    """`path` is a directory or can become one (no parent of it is a file)."""
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        what = "is a file" if existing == os.path.abspath(path) else f"is under the file {existing}"
+        raise UsageError(f"--{flag}={path} {what}; pass a directory.")
 
 
 def resolve_inputs() -> tuple[str, str | None]:
-    """The model file and the class names file, checked before any work."""
+    """The model file and the class names file, checked before TensorFlow is imported."""
     if not FLAGS.export_dir:
-        raise app.UsageError("--export_dir is required (e.g. --export_dir=exports/fashion_mnist).")
+        raise UsageError("--export_dir is required (e.g. --export_dir=exports/fashion_mnist).")
     if bool(FLAGS.model_dir) == bool(FLAGS.model):
-        raise app.UsageError("Pass exactly one of --model_dir and --model.")
+        raise UsageError("pass exactly one of --model_dir and --model.")
     if FLAGS.model_dir:
         if not os.path.isdir(FLAGS.model_dir):
-            raise app.UsageError(f"--model_dir={FLAGS.model_dir!r} is not a directory.")
+            raise UsageError(f"--model_dir={FLAGS.model_dir} is not a directory.")
         model_path = os.path.join(FLAGS.model_dir, MODEL_FILE)
         if not os.path.isfile(model_path):
-            raise app.UsageError(
-                f"--model_dir={FLAGS.model_dir!r} has no {MODEL_FILE} (tools/train.py writes it)."
+            raise UsageError(
+                f"--model_dir={FLAGS.model_dir} has no {MODEL_FILE} (tools/train.py writes it)."
             )
     else:
         model_path = FLAGS.model
         if not os.path.isfile(model_path) or not model_path.endswith(".keras"):
-            raise app.UsageError(f"--model={model_path!r} is not an existing .keras file.")
+            raise UsageError(f"--model={model_path} is not an existing .keras file.")
     names_path = FLAGS.class_names_file
     if names_path is None and FLAGS.model_dir:
         candidate = os.path.join(FLAGS.model_dir, RESULTS_FILE)
         names_path = candidate if os.path.isfile(candidate) else None
     if FLAGS.version is not None and FLAGS.version < 0:
-        raise app.UsageError(f"--version must be a non-negative integer, got {FLAGS.version}.")
-    if os.path.isfile(FLAGS.export_dir):
-        raise app.UsageError(f"--export_dir={FLAGS.export_dir!r} is a file, not a directory.")
+        raise UsageError(f"--version={FLAGS.version}: expected a non-negative integer.")
+    _check_creatable("export_dir", FLAGS.export_dir)
+    if FLAGS.version is not None and os.path.exists(
+        os.path.join(FLAGS.export_dir, str(FLAGS.version))
+    ):
+        raise UsageError(
+            f"--version={FLAGS.version}: {os.path.join(FLAGS.export_dir, str(FLAGS.version))} "
+            "already exists and is never overwritten; pass another --version, or none for the "
+            "next free one."
+        )
     return model_path, names_path
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    model_path, names_path = resolve_inputs()
-    class_names = read_class_names(names_path) if names_path else None
-    if class_names is None:
-        print("warning: no class names found; class_name outputs will be ids.", file=sys.stderr)
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl flag parsing with exit code 2 and one line (not the usage text) on a bad flag."""
+    try:
+        return FLAGS(argv)
+    except flags.Error as error:
+        sys.stderr.write(f"export.py: error: {_one_line(error)}\n")
+        sys.exit(USAGE_ERROR)
 
+
+def _export(model_path: str, class_names: list[str] | None) -> str:
     import keras
 
-    import keras_metacleaner as kmc  # also registers the custom layers for loading
+    import keras_metacleaner as kmc
 
-    model = keras.saving.load_model(model_path, compile=False)
-    path = kmc.export.export_for_serving(
-        model, FLAGS.export_dir, version=FLAGS.version, class_names=class_names
-    )
+    # The package imports its subpackages on first use: import the ones whose classes a
+    # model.keras may name (old names of moved classes are registered in experimental).
+    for name in ("layers", "models", "losses", "experimental"):
+        getattr(kmc, name)
+
+    try:
+        model = keras.saving.load_model(model_path, compile=False)
+    except Exception as error:  # Keras raises many types for a file that is not a model
+        flag = f"--model_dir={FLAGS.model_dir}" if FLAGS.model_dir else f"--model={model_path}"
+        raise UsageError(
+            f"{flag}: cannot load {model_path} as a Keras model ({type(error).__name__}: "
+            f"{_one_line(error)[:300]})."
+        ) from None
+    try:
+        return kmc.export.export_for_serving(
+            model, FLAGS.export_dir, version=FLAGS.version, class_names=class_names
+        )
+    except (ValueError, TypeError, FileExistsError, NotADirectoryError) as error:
+        # Raised before anything is written (the version appears in one rename).
+        raise UsageError(_one_line(error)) from None
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) > 1:
+        sys.stderr.write(f"export.py: error: unexpected arguments {argv[1:]}\n")
+        return USAGE_ERROR
+    try:
+        model_path, names_path = resolve_inputs()
+        source = None
+        if names_path and not FLAGS.class_names_file:
+            source = f"--model_dir={FLAGS.model_dir} ({names_path})"
+        class_names = read_class_names(names_path, source) if names_path else None
+        if class_names is None:
+            print("warning: no class names found; class_name outputs will be ids.", file=sys.stderr)
+        path = _export(model_path, class_names)
+    except UsageError as error:
+        sys.stderr.write(f"export.py: error: {_one_line(error)}\n")
+        return USAGE_ERROR
     print(path)
+    return 0
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(lambda argv: sys.exit(main(argv)), flags_parser=parse_flags)

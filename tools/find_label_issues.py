@@ -36,6 +36,8 @@ FLAGS = flags.FLAGS
 USAGE_ERROR = 2
 BASENAME = "label_issues"
 # Settings read from the training run's results.json unless given on the command line.
+# Sources whose examples are files: the CSV gets a `path` column.
+FILE_SOURCES = ("folder", "food101n", "clothing1m")
 RUN_SETTINGS = ("dataset", "noise_type", "noise_rate", "seed", "train_subset", "image_size")
 
 flags.DEFINE_string(
@@ -48,7 +50,7 @@ flags.DEFINE_string(
     "noise_type",
     "none",
     "Noise injected into the training labels as in training: none, symmetric, pairflip, "
-    "transition:PATH; default: the run's.",
+    "transition:PATH, confusion[:PATH]; default: the run's.",
 )
 flags.DEFINE_float(
     "noise_rate", 0.0, "Fraction of labels corrupted, in [0, 1); default: the run's."
@@ -165,12 +167,14 @@ def main(argv):
     import keras
 
     import keras_metacleaner as kmc
-    from keras_metacleaner.training import recipe
+    import keras_metacleaner.models  # noqa: F401  (registers the saved model classes)
+    from keras_metacleaner.training import TrainConfig, prepare_data
+    from keras_metacleaner.training.results import write_json_atomic
 
     rule = FLAGS.suspicion or kmc.analysis.DEFAULT_SUSPICION
     if rule not in kmc.analysis.SUSPICIONS:
         _fail(f"--suspicion={rule!r}: expected one of {sorted(kmc.analysis.SUSPICIONS)}.")
-    config = recipe.TrainConfig(
+    config = TrainConfig(
         dataset=settings["dataset"],
         model_dir=os.path.dirname(os.path.abspath(FLAGS.model)),
         noise_type=settings["noise_type"],
@@ -181,11 +185,15 @@ def main(argv):
     )
     try:
         config.validate()
-        prepared = recipe.prepare_data(config)
+        # No validation split: every training example, in the order of the source.
+        prepared = prepare_data(config.resolved())
+        files = None
+        if kmc.data.parse_spec(settings["dataset"])[0] in FILE_SOURCES:
+            files = kmc.data.load(settings["dataset"], image_size=config.image_size).paths
     except (ValueError, FileNotFoundError) as error:
         _fail(f"--dataset={settings['dataset']!r} / --noise_type: {error}")
     try:
-        model = keras.models.load_model(FLAGS.model)
+        model = keras.models.load_model(FLAGS.model, compile=False)
     except Exception as error:  # noqa: BLE001  (Keras raises many kinds for a bad file)
         _fail(f"--model={FLAGS.model!r} cannot be loaded: {str(error).splitlines()[0]}")
     classes = getattr(model, "num_classes", None) or int(model.output_shape[-1])
@@ -195,7 +203,7 @@ def main(argv):
             f"{settings['dataset']!r} has {prepared.info.num_classes}."
         )
 
-    train, given, true = prepared.train, prepared.labels, prepared.clean
+    train, given, true = prepared.train.dataset, prepared.labels, prepared.clean
     if FLAGS.max_examples and FLAGS.max_examples < len(given):
         train = kmc.data.take(train, FLAGS.max_examples)
         given = given[: FLAGS.max_examples]
@@ -211,8 +219,7 @@ def main(argv):
         suspicion=rule,
     )
     names = list(prepared.info.class_names)
-    files = getattr(prepared, "paths", None)
-    files = None if files is None else list(files)[: len(given)]
+    files = None if files is None else [str(p) for p in list(files)[: len(given)]]
     kmc.analysis.write_label_issues_csv(paths["csv"], scores, names, paths=files)
 
     flagged = scores.flagged(FLAGS.threshold)
@@ -243,7 +250,7 @@ def main(argv):
             captions=[f"#{i}  {scores.suspicion[i]:.2f}" for i in top],
         )
         summary["sheet"] = os.path.abspath(paths["png"])
-    kmc.training.write_json_atomic(paths["json"], summary)
+    write_json_atomic(paths["json"], summary)
 
     print(
         f"Scored {len(scores)} labels; {int(flagged.sum())} flagged "

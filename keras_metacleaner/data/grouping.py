@@ -27,6 +27,11 @@ so Keras knows an epoch's length instead of printing "Your input ran out of data
 after the first one: the index path always, the streaming path when `labels` are
 given for a dataset whose size is known (they are its only source of the class
 counts; without them the number of subsets is unknown until the input ends).
+
+Under `strategy.distribute_datasets_from_function`, pass the `InputContext` it
+gives: the index path then plans the global epoch and keeps only this input
+pipeline's part of every global batch before reading any image, so W workers
+decode the data once between them instead of W times.
 """
 
 from __future__ import annotations
@@ -305,8 +310,7 @@ def group_by_class(
         view = indexed.get_source(dataset)
     else:
         raise TypeError(
-            "`source` must be a LoadedData or a tf.data.Dataset, got "
-            f"{type(source).__name__}."
+            f"`source` must be a LoadedData or a tf.data.Dataset, got {type(source).__name__}."
         )
     if in_memory is False and view is not None:
         dataset = dataset if dataset is not None else view.to_dataset()
@@ -330,8 +334,7 @@ def group_by_class(
         labels = np.asarray(labels)
         if view is not None and labels.shape != view.labels.shape:
             raise ValueError(
-                f"`labels` has {labels.shape[0]} entries but the dataset has {view.size} "
-                "elements."
+                f"`labels` has {labels.shape[0]} entries but the dataset has {view.size} elements."
             )
         if view is not None and not np.array_equal(labels, view.labels):
             differ = int(np.sum(labels != view.labels))

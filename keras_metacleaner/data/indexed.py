@@ -186,9 +186,7 @@ def exact_length(dataset: tf.data.Dataset, count: int, shortfall: str) -> tf.dat
 
     short = tf.data.Dataset.from_tensors(tf.constant(0, tf.int64)).map(fail)
     return (
-        dataset.concatenate(short)
-        .take(count)
-        .apply(tf.data.experimental.assert_cardinality(count))
+        dataset.concatenate(short).take(count).apply(tf.data.experimental.assert_cardinality(count))
     )
 
 

@@ -135,9 +135,7 @@ class LoadedData:
             if labels is not self.labels[positions]:
                 images = train.map(lambda image, label: image)
                 train = tf.data.Dataset.zip((images, tf.data.Dataset.from_tensor_slices(labels)))
-        return LoadedData(
-            self.info, self.test, labels, view, train, clean, self.indices[positions]
-        )
+        return LoadedData(self.info, self.test, labels, view, train, clean, self.indices[positions])
 
     def take(self, count: int) -> LoadedData:
         """The first `count` training examples (all of them if there are fewer).

@@ -79,8 +79,11 @@ def _load_with_validation_split(spec, kind, image_size, seed, fraction) -> Loade
 
         _, target, options = parse_spec(spec)
         if not folder.has_splits(target) and "test_fraction" not in options:
-            return load(f"{spec}{'&' if '?' in spec else '?'}test_fraction={fraction}",
-                        image_size=image_size, seed=seed)
+            return load(
+                f"{spec}{'&' if '?' in spec else '?'}test_fraction={fraction}",
+                image_size=image_size,
+                seed=seed,
+            )
     loaded = load(spec, image_size=image_size, seed=seed)
     kept, held = loaded.split_validation(fraction, seed)
     kept.info.splits = {**kept.info.splits, "val": held.train}

@@ -115,7 +115,7 @@ class NoiseSpec:
         Example:
 
         >>> spec = noise_from_spec("pairflip", 0.5, num_classes=2)
-        >>> spec.apply(np.array([0, 0, 1, 1]), 2, seed=0)[1].sum()
+        >>> int(spec.apply(np.array([0, 0, 1, 1]), 2, seed=0)[1].sum())
         2
         """
         if not self.injected:

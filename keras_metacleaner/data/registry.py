@@ -13,7 +13,7 @@ import dataclasses
 import importlib
 import os
 import urllib.parse
-from typing import Callable
+from collections.abc import Callable
 
 TARGET_KINDS = (None, "file", "directory", "name")
 
@@ -69,16 +69,17 @@ class Source:
         return None
 
 
-_SOURCES = "keras_metacleaner.data.sources."
+_S = "keras_metacleaner.data.sources."
+#: Every source, one line each: name, module, target kind, usage, options.
 SOURCES: dict[str, Source] = {
     source.name: source
     for source in (
-        Source("fashion_mnist", _SOURCES + "fashion_mnist", None, "fashion_mnist", ("dir",)),
-        Source("npz", _SOURCES + "npz", "file", "npz:PATH"),
-        Source("folder", _SOURCES + "folder", "directory", "folder:PATH", ("test_fraction", "verify")),
-        Source("tfds", _SOURCES + "tfds_source", "name", "tfds:NAME?label=KEY"),
-        Source("food101n", _SOURCES + "food101n", "directory", "food101n:ROOT", ("test",)),
-        Source("clothing1m", _SOURCES + "clothing1m", "directory", "clothing1m:ROOT"),
+        Source("fashion_mnist", _S + "fashion_mnist", None, "fashion_mnist", ("dir",)),
+        Source("npz", _S + "npz", "file", "npz:PATH"),
+        Source("folder", _S + "folder", "directory", "folder:PATH", ("test_fraction", "verify")),
+        Source("tfds", _S + "tfds_source", "name", "tfds:NAME?label=KEY"),
+        Source("food101n", _S + "food101n", "directory", "food101n:ROOT", ("test", "verify")),
+        Source("clothing1m", _S + "clothing1m", "directory", "clothing1m:ROOT", ("verify",)),
     )
 }
 

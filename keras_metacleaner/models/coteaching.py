@@ -16,6 +16,8 @@ from keras_metacleaner.models.metacleaner_model import unscale_loss_for_distribu
 #: Per-example losses above this fall into the histogram's last bin.
 HISTOGRAM_MAX_LOSS = 10.0
 HISTOGRAM_BINS = 200
+#: Ashman's D below which the losses count as one mode (no noise).
+MIN_SEPARATION = 2.0
 #: The estimate never asks to drop more than this share of a batch.
 MAX_FORGET_RATE = 0.9
 
@@ -31,7 +33,9 @@ def estimate_forget_rate(
 
     Fits a two-component Gaussian mixture to the losses (or to a histogram
     of them, each bin centre weighted by its count) and returns the weight of
-    the component with the higher mean, clipped to `[0, MAX_FORGET_RATE]`.
+    the component with the higher mean, clipped to `[0, MAX_FORGET_RATE]`,
+    or 0 when the two components are not separated (Ashman's D <
+    `MIN_SEPARATION`: one mode, nothing to forget).
     A network that has learned the clean majority, but not yet memorised the
     rest, gives mislabelled examples high losses and correct ones low
     losses: the two modes of the mixture (the small-loss criterion that
@@ -99,7 +103,13 @@ def estimate_forget_rate(
             / mass,
             floor,
         )
-    return float(np.clip(mix[int(np.argmax(means))], 0.0, MAX_FORGET_RATE))
+    high = int(np.argmax(means))
+    # Ashman's D: two modes only when the means are apart by more than about
+    # two standard deviations; a single (skewed) mode means no noise to find.
+    separation = abs(means[1] - means[0]) * np.sqrt(2.0 / variances.sum())
+    if separation < MIN_SEPARATION:
+        return 0.0
+    return float(np.clip(mix[high], 0.0, MAX_FORGET_RATE))
 
 
 def forget_rate_schedule(
@@ -120,6 +130,11 @@ def forget_rate_schedule(
     if num_gradual == 1:
         return float(forget_rate**exponent)
     return float(forget_rate**exponent * epoch / (num_gradual - 1))
+
+
+def _read(variable: Any) -> float:
+    """A scalar variable's value, also when it is mirrored across replicas."""
+    return float(keras.ops.convert_to_numpy(variable))
 
 
 def histogram_edges() -> np.ndarray:
@@ -157,7 +172,7 @@ class ForgetRateSchedule(keras.callbacks.Callback):
                 estimate_forget_rate(counts=counts, edges=histogram_edges())
             )
         if logs is not None:
-            logs["forget_rate"] = float(model.current_forget_rate)
+            logs["forget_rate"] = _read(model.current_forget_rate)
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -247,7 +262,7 @@ class CoTeachingModel(keras.Model):
             shape=(HISTOGRAM_BINS,),
             initializer="zeros",
             trainable=False,
-            aggregation="sum",
+            aggregation="only_first_replica",
             name="loss_histogram",
         )
         self.built = True
@@ -257,7 +272,7 @@ class CoTeachingModel(keras.Model):
         """τ: the given forget rate, or the current estimate."""
         if self.forget_rate is not None:
             return self.forget_rate
-        return float(self.estimated_forget_rate)
+        return _read(self.estimated_forget_rate)
 
     def call(self, inputs, training=None):
         return self.classifier_a(inputs, training=training)
@@ -312,7 +327,12 @@ class CoTeachingModel(keras.Model):
     def _count_losses(self, losses):
         width = HISTOGRAM_MAX_LOSS / HISTOGRAM_BINS
         bins = ops.clip(ops.cast(ops.floor(losses / width), "int32"), 0, HISTOGRAM_BINS - 1)
-        self.loss_histogram.assign_add(ops.sum(ops.one_hot(bins, HISTOGRAM_BINS), axis=0))
+        counts = ops.sum(ops.one_hot(bins, HISTOGRAM_BINS), axis=0)
+        context = tf.distribute.get_replica_context()
+        if context is not None and context.num_replicas_in_sync > 1:
+            # Every replica adds the global batch's counts; the first's is kept.
+            counts = context.all_reduce(tf.distribute.ReduceOp.SUM, counts)
+        self.loss_histogram.assign_add(counts)
 
     def inference_model(self) -> keras.Model:
         """The first network: images -> probabilities, sharing this model's weights.

@@ -208,6 +208,7 @@ class MetaCleanerModel(keras.Model):
     def from_preset(
         cls,
         name: str,
+        /,
         backbone: keras.Model,
         num_classes: int,
         subset_size: int,
@@ -275,10 +276,18 @@ class MetaCleanerModel(keras.Model):
             )
 
     def _subset_labels(self, x, y):
-        """Validates subset labels and returns them as int32 `[K]`."""
+        """Validates subset labels: int32 `[K]`, and 1.0 when every subset is valid, else 0.0.
+
+        Invalid labels are replaced by 0 so that, under XLA (which drops the
+        assertions), the step stays finite; the caller multiplies the loss by
+        the flag, so such a batch gives zero gradients.
+        """
         if y is None:
             raise ValueError("MetaCleanerModel needs labels y of shape [K] or [K, N] to train.")
         y = ops.convert_to_tensor(y)
+        if y.shape.rank is None:
+            # A step retraced for labels of both ranks relaxes to unknown rank.
+            y = tf.reshape(y, (tf.shape(y)[0], -1))
         if len(y.shape) not in (1, 2) or (
             len(y.shape) == 2 and y.shape[1] not in (None, 1, self.subset_size)
         ):
@@ -311,9 +320,11 @@ class MetaCleanerModel(keras.Model):
             y = y[:, 0]
         # XLA drops the assertions above: count the bad subsets as well, for
         # `make_train_function` to raise on.
-        self.invalid_label_subsets.update_state(tf.reduce_sum(tf.cast(invalid, "float32")))
+        num_invalid = tf.reduce_sum(tf.cast(invalid, "float32"))
+        self.invalid_label_subsets.update_state(num_invalid)
+        y = tf.where((y < 0) | (y >= self.num_classes), tf.zeros_like(y), y)
         with tf.control_dependencies(checks):
-            return tf.identity(y)
+            return tf.identity(y), tf.cast(num_invalid == 0, "float32")
 
     def _check_subset_size(self, x):
         """`x` after a run-time check of N (a retraced step relaxes the static shape)."""
@@ -374,7 +385,7 @@ class MetaCleanerModel(keras.Model):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         self._check_images(x, 5, "Training inputs x")
         x = self._check_subset_size(x)
-        labels = self._subset_labels(x, y)
+        labels, valid = self._subset_labels(x, y)
         if self.shuffle_subsets:
             x = self._shuffle_within_subsets(x)
 
@@ -397,7 +408,8 @@ class MetaCleanerModel(keras.Model):
             # Keras' losses already divide their mean by the number of replicas
             # (keras.losses.Loss -> scale_loss_for_distribution), so the summed
             # replica gradients are the gradient of the global-batch mean.
-            scaled_loss = self.optimizer.scale_loss(loss)
+            # 0 for a batch with invalid labels (raised after the step under XLA).
+            scaled_loss = self.optimizer.scale_loss(loss * valid)
 
         gradients = tape.gradient(scaled_loss, self.trainable_variables)
         self.optimizer.apply(gradients, self.trainable_variables)
@@ -419,7 +431,8 @@ class MetaCleanerModel(keras.Model):
         """
         if self.train_function is not None and not force:
             return self.train_function
-        step = super().make_train_function(force=True)
+        super().make_train_function(force=True)
+        step = self.train_function
         if not self.jit_compile:
             return step
 
@@ -435,6 +448,8 @@ class MetaCleanerModel(keras.Model):
         bad_subsets = float(self.invalid_label_subsets.result())
         bad_sizes = float(self.invalid_subset_size_steps.result())
         if bad_subsets or bad_sizes:
+            for counter in (self.invalid_label_subsets, self.invalid_subset_size_steps):
+                counter.reset_state()
             raise tf.errors.InvalidArgumentError(
                 None,
                 None,

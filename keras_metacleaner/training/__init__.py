@@ -46,7 +46,6 @@ _EXPORTS = {
     "EpochHistory": "callbacks",
     "EpochSummary": "callbacks",
     "LearningRateLogger": "callbacks",
-    "WeightingWarmup": "callbacks",
     "ValidationSelection": "selection",
 }
 

@@ -11,7 +11,6 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from keras_metacleaner.layers.weighting import WarmupWeighting
 from keras_metacleaner.training.results import write_json_atomic
 
 
@@ -146,37 +145,6 @@ class EpochSummary(keras.callbacks.Callback):
             " ".join(parts),
             seconds,
         )
-
-
-class WeightingWarmup(keras.callbacks.Callback):
-    """Switches a `WarmupWeighting` on after `epochs` epochs of the plain mean.
-
-    Args:
-        epochs: int >= 0. Epochs trained with α = 1 before the inner
-            weighting takes over.
-
-    Example:
-
-    >>> import keras_metacleaner as kmc
-    >>> weighting = kmc.layers.WarmupWeighting("fc_fc_relu_sig", subset_size=4)
-    >>> model = kmc.MetaCleanerModel(kmc.models.small_cnn(), 10, 4, weighting=weighting)
-    >>> warmup = WeightingWarmup(epochs=5)  # model.fit(..., callbacks=[warmup])
-    """
-
-    def __init__(self, epochs: int):
-        super().__init__()
-        if epochs < 0:
-            raise ValueError(f"`epochs` must be >= 0, got {epochs}.")
-        self.epochs = int(epochs)
-
-    def on_epoch_begin(self, epoch, logs=None):
-        weighting = self.model.cleaner.weighting
-        if not isinstance(weighting, WarmupWeighting):
-            raise ValueError(
-                "WeightingWarmup needs a model whose weighting is a WarmupWeighting; "
-                f"this one's is {type(weighting).__name__}."
-            )
-        weighting.on.assign(1.0 if epoch >= self.epochs else 0.0)
 
 
 class AlphaHistogram(keras.callbacks.Callback):

@@ -367,7 +367,7 @@ class TrainConfig:
         >>> TrainConfig("x", "/tmp/r").replace(epochs=2).epochs
         2
         """
-        return TrainConfig(**self.flat(), **{k: v for k, v in settings.items()})
+        return TrainConfig(**{**self.flat(), **settings})
 
     @property
     def method_spec(self) -> methods_lib.Method:

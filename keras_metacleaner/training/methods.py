@@ -77,40 +77,27 @@ class Method:
 
 
 # ----------------------------------------------------------------- builders
-def _metacleaner(mode: str):
-    def build(config, backbone_fn, num_classes: int, num_examples: int):
-        from keras_metacleaner.models import MetaCleanerModel
+def _metacleaner(config, backbone_fn, num_classes: int, num_examples: int):
+    from keras_metacleaner.models import MetaCleanerModel
 
-        subset = config.subset_loss_weights
-        return MetaCleanerModel(
-            backbone_fn(config.seed),
-            num_classes=num_classes,
-            subset_size=config.subset_size,
-            weighting=config.weighting,
-            hidden_units=config.hidden_units,
-            member_loss_weight=config.member_loss_weight,
-            subset_loss_weights=None if subset in (None, "none") else subset,
-            mode=mode,
-            seed=config.seed,
-            name=config.method,
-        )
-
-    return build
+    subset = config.subset_loss_weights
+    # The preset of the method's name; the resolved options (the method's own
+    # unless overridden) are passed explicitly, so results.json lists them all.
+    return MetaCleanerModel.from_preset(
+        config.method,
+        backbone_fn(config.seed),
+        num_classes,
+        config.subset_size,
+        weighting=config.weighting,
+        hidden_units=config.hidden_units,
+        member_loss_weight=config.member_loss_weight,
+        subset_loss_weights=None if subset in (None, "none") else subset,
+        seed=config.seed,
+    )
 
 
 def plain_classifier(backbone, num_classes: int, name: str = "baseline"):
-    """A backbone with a softmax head: images -> probabilities (float32).
-
-    `kmc.models.plain_classifier` once helper "model" moves it there; this
-    builds the same model until then.
-
-    Args:
-        backbone: images -> features `[B, D]`.
-        num_classes: number of classes.
-        name: model name.
-
-    Returns:
-        A functional `keras.Model`.
+    """`kmc.models.plain_classifier` (kept here for `kmc.training.plain_classifier` callers).
 
     Example:
 
@@ -120,14 +107,7 @@ def plain_classifier(backbone, num_classes: int, name: str = "baseline"):
     """
     from keras_metacleaner import models
 
-    if hasattr(models, "plain_classifier"):
-        return models.plain_classifier(backbone, num_classes, name=name)
-    import keras
-
-    images = keras.Input(backbone.input_shape[1:], name="images")
-    logits = keras.layers.Dense(num_classes, name="classifier")(backbone(images))
-    outputs = keras.layers.Activation("softmax", dtype="float32", name="probabilities")(logits)
-    return keras.Model(images, outputs, name=name)
+    return models.plain_classifier(backbone, num_classes, name=name)
 
 
 def _plain(config, backbone_fn, num_classes: int, num_examples: int):
@@ -153,13 +133,6 @@ def _coteaching(config, backbone_fn, num_classes: int, num_examples: int):
         plain_classifier(backbone_fn(config.seed + 1), num_classes, "classifier_b"),
         **config.method_spec.args,
     )
-
-
-def _coteaching_callbacks(model, config) -> list:
-    from keras_metacleaner import models
-
-    schedule = getattr(models, "ForgetRateSchedule", None)
-    return [] if schedule is None else [schedule()]
 
 
 def _gce_loss(args: dict):
@@ -195,21 +168,21 @@ METHODS: dict[str, Method] = {
             "this project's default (label_posterior weighting, per-image loss 1.0, subsets "
             "weighted by their largest alpha)",
             "grouped",
-            _metacleaner("hallucinate"),
+            _metacleaner,
             METACLEANER_OPTIONS,
         ),
         Method(
             "paper",
             "MetaCleaner as the paper describes it (Eq. 3, fc_fc_relu_sig, no extra losses)",
             "grouped",
-            _metacleaner("hallucinate"),
+            _metacleaner,
             PAPER_OPTIONS,
         ),
         Method(
             "loss_reweight",
             "the paper's Table 3 (I): alpha weights each image's loss, no hallucination",
             "grouped",
-            _metacleaner("loss_reweight"),
+            _metacleaner,
             PAPER_OPTIONS,
         ),
         Method(
@@ -241,8 +214,7 @@ METHODS: dict[str, Method] = {
             "example's index",
             "indexed",
             _elr,
-            args={"lambda_": 3.0, "beta": 0.7},
-            loss=None,
+            args={"lambda_": 3.0, "beta": 0.7},  # the model adds its regulariser to the CE
         ),
         Method(
             "coteaching",
@@ -251,8 +223,8 @@ METHODS: dict[str, Method] = {
             "single",
             _coteaching,
             args={"forget_rate": None, "num_gradual": 10, "exponent": 1},
-            loss=None,
-            callbacks=_coteaching_callbacks,
+            # Its train_step has its own losses (the compiled one serves evaluation); its
+            # fit adds the ForgetRateSchedule callback.
         ),
     )
 }

@@ -62,7 +62,7 @@ def test_pipeline(config: TrainConfig, dataset: tf.data.Dataset) -> tf.data.Data
 def grouped_pipeline(config: TrainConfig, train: Split, num_classes: int) -> tf.data.Dataset:
     """Batches of K subsets of N same-label images, `([K, N, H, W, C], [K])`."""
     return data.group_by_class(
-        train.dataset,
+        train.loaded if train.loaded is not None else train.dataset,
         subset_size=config.subset_size,
         groups_per_batch=config.batch_size // config.subset_size,
         seed=config.seed,

@@ -13,6 +13,7 @@ before the backup of an interrupted run is removed.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -37,65 +38,16 @@ from keras_metacleaner.training.results import (
     RESULTS_FILE,
     accuracy_summary,
     git_commit,
-    write_json_atomic,
 )
+from keras_metacleaner.training.run_directory import RESUME_NEUTRAL, RunDirectory
 from keras_metacleaner.training.selection import LOG_KEYS, ValidationSelection, inference_model
 
-try:  # helper "reliab": the one list of run files, resume checks, write order
-    from keras_metacleaner.training.run_directory import RESUME_NEUTRAL, RunDirectory
-except ImportError:  # until it is merged: the earlier behaviour behind the same interface
-    RunDirectory = None
-    RESUME_NEUTRAL = ("overwrite", "verbose", "model_dir", "export_dir", "baseline_results")
-
-__all__ = ["build_model", "finished_run", "plain_classifier", "run"]
+__all__ = ["build_model", "finished_run", "plain_classifier", "prepare_run", "run", "train"]
 
 
-class _LegacyRunDirectory:
-    """The run directory handling before `run_directory.RunDirectory` (same interface)."""
-
-    _LOGS = ("history.json", "history_finetune.json", "log.csv", "log_finetune.csv")
-
-    def __init__(self, path: str):
-        self.path = path
-
-    def check(self, config, *, overwrite: bool, ignore=(), extra_files=()) -> str:
-        if os.path.exists(self.path) and not os.path.isdir(self.path):
-            raise ValueError(f"model_dir={self.path}: exists and is not a directory.")
-        if finished_run(self.path) and not overwrite:
-            raise ValueError(
-                f"model_dir={self.path}: holds a finished run ({RESULTS_FILE}); pass --overwrite "
-                "to replace it, or choose another directory."
-            )
-        return "resume" if os.path.isdir(os.path.join(self.path, "backup")) else "fresh"
-
-    def start(self, config, *, fresh: bool) -> None:
-        os.makedirs(self.path, exist_ok=True)
-        if not fresh:
-            return
-        for name in (*self._LOGS, RESULTS_FILE, "model.keras", "curves.png"):
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(os.path.join(self.path, name))
-        for name in ("train", "finetune", "alpha"):
-            shutil.rmtree(os.path.join(self.path, "logs", name), ignore_errors=True)
-        shutil.rmtree(os.path.join(self.path, "backup"), ignore_errors=True)
-
-    def backup_dir(self, task: str = "chief") -> str:
-        return os.path.join(self.path, "backup", str(task))
-
-    def finish(self, results, *, task=None) -> None:
-        if results is not None:
-            write_json_atomic(os.path.join(self.path, RESULTS_FILE), results)
-        if task is None:
-            shutil.rmtree(os.path.join(self.path, "backup"), ignore_errors=True)
-        else:
-            shutil.rmtree(self.backup_dir(task), ignore_errors=True)
-            with contextlib.suppress(OSError):
-                os.rmdir(os.path.join(self.path, "backup"))
-
-
-def run_directory(path: str):
-    """The `RunDirectory` of `path` (helper "reliab"'s, or the earlier behaviour)."""
-    return RunDirectory(path) if RunDirectory is not None else _LegacyRunDirectory(path)
+def run_directory(path: str) -> RunDirectory:
+    """The `RunDirectory` of a run's `model_dir` (the one list of run files, resume checks)."""
+    return RunDirectory(path)
 
 
 def finished_run(model_dir: str) -> str | None:
@@ -146,18 +98,114 @@ def build_model(
     return config.method_spec.build(config, backbone_fn, num_classes, num_examples or 0)
 
 
-def run(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -> dict:
+@dataclasses.dataclass
+class PreparedRun:
+    """A run whose every check passed and that has written nothing yet (`prepare_run`)."""
+
+    config: TrainConfig
+    strategy: Any
+    data: PreparedData
+    run_dir: Any
+    verdict: str | None  # "fresh" / "resume" on the chief, None elsewhere
+    chief: bool
+    task: str
+
+
+def prepare_run(config: TrainConfig, strategy=None) -> PreparedRun:
+    """Validates the configuration, loads and checks the data, checks the run directory.
+
+    Writes nothing: every `ValueError` (or `OSError` of a missing file) it
+    raises leaves the file system as it was. `tools/train.py` turns them into
+    exit code 2.
+
+    Args:
+        config: the run's configuration.
+        strategy: a `tf.distribute.Strategy`, created from `config.strategy`
+            when None.
+
+    Returns:
+        A `PreparedRun` for `train`.
+
+    Example:
+
+    >>> prepared = prepare_run(TrainConfig("fashion_mnist", "runs/demo"))  # doctest: +SKIP
+    """
+    config.validate()
+    config = config.resolved()
+    if strategy is None:
+        strategy = kmc_strategy.get_strategy(config.strategy)
+    stages.check_replicas(config, strategy.num_replicas_in_sync)
+    data = prepare_data(config)
+    chief = kmc_strategy.is_chief()
+    run_dir = run_directory(config.model_dir)
+    verdict = None
+    if chief:
+        extra = []
+        if config.export_dir:
+            inside = os.path.relpath(
+                os.path.abspath(config.export_dir), os.path.abspath(run_dir.path)
+            )
+            if not inside.startswith(".."):
+                extra.append(inside.split(os.sep)[0])
+        verdict = run_dir.check(
+            config.flat(), overwrite=config.overwrite, ignore=RESUME_NEUTRAL, extra_files=extra
+        )
+    return PreparedRun(config, strategy, data, run_dir, verdict, chief, kmc_strategy.task_id())
+
+
+def train(prepared: PreparedRun) -> dict:
+    """Claims the run directory (the run's first write), trains, and records the results.
+
+    Args:
+        prepared: from `prepare_run`.
+
+    Returns:
+        The results dictionary (the content of `results.json`).
+    """
+    config, run_dir, chief, task = prepared.config, prepared.run_dir, prepared.chief, prepared.task
+    if chief:
+        run_dir.start(config.flat(), fresh=prepared.verdict == "fresh")
+        if prepared.verdict == "resume":
+            logging.info("Resuming the interrupted run in %s.", config.model_dir)
+    keras.utils.set_random_seed(config.seed)
+    previous_policy = keras.config.dtype_policy()
+    if config.mixed_precision:
+        keras.config.set_dtype_policy("mixed_float16")
+    output = config.model_dir if chief else tempfile.mkdtemp(prefix=f"kmc-{task}-")
+    dirs = stages.Dirs(output, run_dir.backup_dir(task), chief)
+    patch = (
+        keras_workarounds.multi_worker_reduction()
+        if config.strategy == "multi_worker"
+        else contextlib.nullcontext()
+    )
+    try:
+        with patch:
+            results = _train(config, prepared.strategy, dirs, prepared.data)
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
+        if not chief:
+            shutil.rmtree(output, ignore_errors=True)
+    if chief:
+        plot_curves(results["history"], os.path.join(config.model_dir, "curves.png"))
+        run_dir.finish(results, task=None if config.strategy != "multi_worker" else task)
+    else:
+        run_dir.finish(None, task=task)
+    return results
+
+
+def run(config: TrainConfig, strategy=None) -> dict:
     """Trains, fine-tunes and evaluates as `config` says; returns the results.
 
-    Order: validate the configuration, load the data and run every check that
-    needs it, check the run directory, then write (run.json first) and train.
-    A `ValueError` from any check leaves the file system as it was. The chief
-    writes `run.json`, the logs, `model.keras` (the kept weights),
-    `curves.png`, (with `export_dir`) a SavedModel, and `results.json`;
-    other workers of a multi-worker run write to a temporary directory they
-    delete. `BackupAndRestore` state lives in `<model_dir>/backup/<task>/`:
-    running the same config again after a kill resumes from the last
-    finished epoch; under other settings it is refused unless `overwrite`.
+    `prepare_run` then `train`. Order: validate the configuration, load the
+    data and run every check that needs it, check the run directory, then
+    write (run.json first) and train. A `ValueError` from any check leaves
+    the file system as it was. The chief writes `run.json`, the logs,
+    `model.keras` (the kept weights), `curves.png`, (with `export_dir`) a
+    SavedModel, and `results.json`; other workers of a multi-worker run
+    write to a temporary directory they delete. `BackupAndRestore` state
+    lives in `<model_dir>/backup/<task>/`: running the same config again
+    after a kill resumes from the last finished epoch; under other settings
+    it is refused unless `overwrite`.
 
     Args:
         config: the run's configuration.
@@ -176,53 +224,7 @@ def run(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -> 
     >>> results = run(TrainConfig("fashion_mnist", "runs/demo", epochs=1))  # doctest: +SKIP
     >>> results["test_accuracy"]  # doctest: +SKIP
     """
-    config.validate()
-    config = config.resolved()
-    if strategy is None:
-        strategy = kmc_strategy.get_strategy(config.strategy)
-    stages.check_replicas(config, strategy.num_replicas_in_sync)
-    prepared = prepare_data(config)
-    chief = kmc_strategy.is_chief()
-    task = kmc_strategy.task_id()
-    run_dir = run_directory(config.model_dir)
-    recorded = config.flat()
-    extra = []
-    if config.export_dir:
-        inside = os.path.relpath(os.path.abspath(config.export_dir), os.path.abspath(run_dir.path))
-        if not inside.startswith(".."):
-            extra.append(inside.split(os.sep)[0])
-    if chief:
-        verdict = run_dir.check(
-            recorded, overwrite=config.overwrite, ignore=RESUME_NEUTRAL, extra_files=extra
-        )
-        # The first write of the run: nothing above has touched the file system.
-        run_dir.start(recorded, fresh=verdict == "fresh")
-        if verdict == "resume":
-            logging.info("Resuming the interrupted run in %s.", config.model_dir)
-    keras.utils.set_random_seed(config.seed)
-    previous_policy = keras.config.dtype_policy()
-    if config.mixed_precision:
-        keras.config.set_dtype_policy("mixed_float16")
-    output = config.model_dir if chief else tempfile.mkdtemp(prefix=f"kmc-{task}-")
-    dirs = stages.Dirs(output, run_dir.backup_dir(task), chief)
-    patch = (
-        keras_workarounds.multi_worker_reduction()
-        if config.strategy == "multi_worker"
-        else contextlib.nullcontext()
-    )
-    try:
-        with patch:
-            results = _train(config, strategy, dirs, prepared)
-    finally:
-        keras.config.set_dtype_policy(previous_policy)
-        if not chief:
-            shutil.rmtree(output, ignore_errors=True)
-    if chief:
-        plot_curves(results["history"], os.path.join(config.model_dir, "curves.png"))
-        run_dir.finish(results, task=None if config.strategy != "multi_worker" else task)
-    else:
-        run_dir.finish(None, task=task)
-    return results
+    return train(prepare_run(config, strategy))
 
 
 def plot_curves(history: list[dict], path: str) -> str | None:
@@ -235,9 +237,7 @@ def plot_curves(history: list[dict], path: str) -> str | None:
     try:
         from keras_metacleaner.visualization import plot_training_curves
     except ImportError as e:
-        logging.info(
-            "No curves.png (%s): pip install keras-metacleaner[plot]", e.msg.splitlines()[0]
-        )
+        logging.info("No curves.png (%s): pip install keras-metacleaner[plot]", e)
         return None
     try:
         return plot_training_curves(history, path)

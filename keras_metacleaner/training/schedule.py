@@ -181,7 +181,7 @@ def step_boundaries(steps_per_epoch: int, epochs: int, lr_decay_epochs: int) -> 
     Example:
 
     >>> step_boundaries(10, epochs=30, lr_decay_epochs=10)
-    [9, 19]
+    [99, 199]
     """
     period = lr_decay_epochs * steps_per_epoch
     return [k * period - 1 for k in range(1, max(1, -(-epochs // lr_decay_epochs)))]
@@ -214,7 +214,7 @@ def make_schedule(
     Example:
 
     >>> s = make_schedule(0.1, steps_per_epoch=10, epochs=30, schedule="step", lr_decay_epochs=10)
-    >>> [round(float(s(step)), 6) for step in (0, 9, 10, 29)]
+    >>> [round(float(s(step)), 6) for step in (0, 99, 100, 299)]
     [0.1, 0.1, 0.01, 0.001]
     """
     if steps_per_epoch <= 0:
@@ -236,8 +236,13 @@ def make_schedule(
         if lr_decay_epochs < 1:
             raise ValueError(f"schedule='step' needs lr_decay_epochs >= 1, got {lr_decay_epochs}.")
         boundaries = step_boundaries(steps_per_epoch, epochs, lr_decay_epochs)
-        rate = schedules.PiecewiseConstantDecay(
-            boundaries, [learning_rate * lr_decay_factor**k for k in range(len(boundaries) + 1)]
+        rate = (
+            schedules.PiecewiseConstantDecay(
+                boundaries,
+                [learning_rate * lr_decay_factor**k for k in range(len(boundaries) + 1)],
+            )
+            if boundaries
+            else learning_rate  # no decay within the stage
         )
     elif schedule == "constant":
         rate = learning_rate
@@ -293,8 +298,8 @@ def make_optimizer(
     if lr_decay_epochs and lr_decay_epochs > 0 and not callable(rate):
         # Open-ended: the decays go on as long as training does.
         rate = keras.optimizers.schedules.PiecewiseConstantDecay(
-            step_boundaries(steps_per_epoch, 1000 * lr_decay_epochs, lr_decay_epochs),
-            [learning_rate * lr_decay_factor**k for k in range(1000)],
+            step_boundaries(steps_per_epoch, 64 * lr_decay_epochs, lr_decay_epochs),
+            [learning_rate * lr_decay_factor**k for k in range(64)],
         )
     return SGDL2(learning_rate=rate, momentum=momentum, l2=weight_decay)
 

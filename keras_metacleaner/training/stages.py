@@ -19,12 +19,8 @@ import tensorflow as tf
 from keras_metacleaner.training import callbacks as kmc_callbacks
 from keras_metacleaner.training import keras_workarounds
 from keras_metacleaner.training.config import TrainConfig
+from keras_metacleaner.training.guards import StopOnNonFinite
 from keras_metacleaner.training.pipelines import distribute_options
-
-try:  # helper "reliab": stops a run before BackupAndRestore saves a non-finite epoch
-    from keras_metacleaner.training.guards import StopOnNonFinite
-except ImportError:  # until it is merged: Keras' own (stops, but after the backup)
-    StopOnNonFinite = None
 
 
 @dataclasses.dataclass
@@ -68,11 +64,7 @@ def check_replicas(config: TrainConfig, replicas: int) -> None:
 def stage_callbacks(dirs: Dirs, stage: str, epochs: int, selection=None, extra=()) -> list:
     """The callbacks of one stage, in the order the module docstring gives."""
     suffix = "" if stage == "train" else f"_{stage}"
-    guard = (
-        StopOnNonFinite(stage=stage)
-        if StopOnNonFinite is not None
-        else keras.callbacks.TerminateOnNaN()
-    )
+    guard = StopOnNonFinite(stage=stage)
     return [
         kmc_callbacks.LearningRateLogger(),
         *([selection] if selection is not None else []),

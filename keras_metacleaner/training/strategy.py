@@ -1,11 +1,13 @@
-"""Distribution strategy from a name and TF_CONFIG, chief detection, logical CPUs."""
+"""Distribution strategy from a name and TF_CONFIG, chief detection, logical CPUs.
+
+TensorFlow is imported inside the functions that need it, so a tool can check
+`--strategy` and TF_CONFIG before the framework starts.
+"""
 
 from __future__ import annotations
 
 import json
 import os
-
-import tensorflow as tf
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
 
@@ -135,6 +137,8 @@ def split_cpu(num_devices: int) -> None:
     """
     if num_devices <= 1:
         return
+    import tensorflow as tf
+
     cpus = tf.config.list_physical_devices("CPU")
     current = tf.config.get_logical_device_configuration(cpus[0])
     if current and len(current) == num_devices:
@@ -150,7 +154,7 @@ def split_cpu(num_devices: int) -> None:
         ) from e
 
 
-def get_strategy(name: str) -> tf.distribute.Strategy:
+def get_strategy(name: str):
     """A `tf.distribute.Strategy` by name.
 
     Args:
@@ -169,6 +173,8 @@ def get_strategy(name: str) -> tf.distribute.Strategy:
     """
     if name not in STRATEGIES:
         raise ValueError(f"Unknown strategy {name!r}; expected one of {STRATEGIES}.")
+    import tensorflow as tf
+
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":

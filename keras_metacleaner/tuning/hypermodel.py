@@ -35,14 +35,24 @@ class MetaCleanerHyperModel(keras_tuner.HyperModel):
     Example:
 
     >>> import tempfile
+    >>> import numpy as np
     >>> import keras_metacleaner as kmc
+    >>> y = np.arange(48) % 3
+    >>> x = (np.random.default_rng(0).random((48, 8, 8, 1)) * 60 + 80 * y[:, None, None, None])
     >>> hypermodel = MetaCleanerHyperModel(
-    ...     lambda: kmc.models.small_cnn((28, 28, 1)), num_classes=10, subset_sizes=(2, 4, 6))
-    >>> tuner = keras_tuner.RandomSearch(
-    ...     hypermodel, objective="val_accuracy", max_trials=6, directory=tempfile.mkdtemp())
+    ...     lambda: kmc.models.small_cnn((8, 8, 1), feature_dim=8), num_classes=3,
+    ...     subset_sizes=(2, 4), images_per_step=16)
+    >>> tuner = keras_tuner.GridSearch(
+    ...     hypermodel, objective="val_accuracy", directory=tempfile.mkdtemp(), seed=0)
     >>> [hp.name for hp in tuner.oracle.get_space().space]
     ['subset_size', 'weighting', 'member_loss_weight', 'learning_rate']
-    >>> tuner.search(train, validation_data=test.batch(1000), epochs=10)  # doctest: +SKIP
+    >>> train = tf.data.Dataset.from_tensor_slices((x.astype("float32"), y))
+    >>> tuner.search(train, validation_data=(x, y), epochs=1, verbose=0)
+    >>> sorted(t.hyperparameters.get("subset_size") for t in tuner.oracle.trials.values())
+    [2, 4]
+
+    `tools/tune.py` runs such a search with full training runs as trials
+    (`keras_metacleaner.tuning.TrainingTuner`).
     """
 
     def __init__(

@@ -74,8 +74,12 @@ def validation_score(results: dict) -> tuple[float, str, int | None]:
 
 
 def _replace(config, **settings):
-    if hasattr(config, "replace"):
-        return config.replace(**settings)
+    """A copy of a `TrainConfig` with some settings (flat names) changed."""
+    if not dataclasses.is_dataclass(config) or hasattr(config, "flat"):
+        copy = config.replace()  # the nested config: flat names are settable attributes
+        for name, value in settings.items():
+            setattr(copy, name, value)
+        return copy
     return dataclasses.replace(config, **settings)
 
 

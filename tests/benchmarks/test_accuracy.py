@@ -1,5 +1,10 @@
-"""One-seed smoke run of benchmarks/accuracy.py: it runs and writes its JSON lines."""
+"""benchmarks/accuracy.py in its tiny mode: formats, resume and the schedule selection.
 
+Never accuracy or time: the grid logic runs on a fake runner, and one real
+one-epoch run on tiny data checks that a record comes from `kmc.training.run`.
+"""
+
+import importlib.util
 import json
 import os
 import subprocess
@@ -10,129 +15,161 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-@pytest.mark.slow
-def test_quick_run_writes_one_result_per_method(tmp_path):
-    out = tmp_path / "accuracy.jsonl"
-    command = [
-        sys.executable,
-        os.path.join(ROOT, "benchmarks", "accuracy.py"),
-        "--quick",
-        "--jobs=0",
-        "--methods=baseline,label_confidence_rel+rawmember",
-        f"--out={out}",
-    ]
-    completed = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT)
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    results = [json.loads(line) for line in out.read_text().splitlines()]
-    assert sorted(r["method"] for r in results) == ["baseline", "label_confidence_rel+rawmember"]
-    for result in results:
-        assert len(result["test_accuracy_curve"]) == result["epochs"] == 2
-        assert 0.0 <= result["final_accuracy"] <= 1.0
-        assert result["best_accuracy"] == max(result["test_accuracy_curve"])
-        assert abs(result["realised_noise"] - 0.4) < 0.01
-    cleaner = next(r for r in results if r["method"] != "baseline")
-    assert 0.0 <= cleaner["alpha_auroc"] <= 1.0
-    assert 0.0 <= cleaner["alpha_floor"] <= 1.0
-    # The Markdown report renders both rows.
-    assert completed.stdout.count("| symmetric 40% |") == 2
-
-    # A second run finds both results already measured and trains nothing.
-    again = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT)
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert "2 runs, 2 already in" in again.stdout
-    assert len(out.read_text().splitlines()) == 2
-
-
-def test_unknown_method_is_rejected_before_any_work(tmp_path):
-    completed = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "benchmarks", "accuracy.py"), "--methods=nope"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert completed.returncode == 2
-    assert "unknown method 'nope'" in completed.stderr
-
-
-def _accuracy_module():
-    import importlib.util
-
+def _module():
     spec = importlib.util.spec_from_file_location(
-        "accuracy_benchmark", os.path.join(ROOT, "benchmarks", "accuracy.py")
+        "kmc_bench_accuracy", os.path.join(ROOT, "benchmarks", "accuracy.py")
     )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-def test_method_names_spell_out_every_option():
-    accuracy = _accuracy_module()
-    assert accuracy.method_kwargs("baseline") is None
-    assert accuracy.method_kwargs("label_confidence_rel_g2_f0.01+rawmember0.5") == {
-        "weighting": "label_confidence",
-        "weighting_args": {"relative": True, "gamma": 2.0, "floor": 0.01},
-        "member_loss_weight": 0.5,
-        "normalize_member_weights": False,
-    }
-    # Old names keep the meaning they were measured with, whatever the defaults.
-    assert accuracy.method_kwargs("label_confidence+member") == {
-        "weighting": "label_confidence",
-        "weighting_args": {"relative": False},
-        "member_loss_weight": 1.0,
-        "normalize_member_weights": True,
-    }
-    assert accuracy.method_kwargs("label_posterior_rel_m1_p0.5+rawmember+subsetmax") == {
-        "weighting": "label_posterior",
-        "weighting_args": {"relative": True, "flip_classes": 1, "min_clean_prior": 0.5},
-        "member_loss_weight": 1.0,
-        "normalize_member_weights": False,
-        "subset_loss_weights": "max_alpha",
-        "normalize_subset_weights": False,
-    }
-    assert accuracy.method_kwargs("label_confidence+rawmember+subsetmeann")[
-        "normalize_subset_weights"
-    ]
-    # Without _m / _p: wrong labels spread over every other class, π >= 0.01,
-    # whatever the defaults.
-    old = accuracy.method_kwargs("label_posterior")["weighting_args"]
-    assert old["flip_classes"] is None and old["min_clean_prior"] == 0.01
-    for bad in ("label_confidence_x", "label_confidence_m1", "label_confidence_p0.5"):
-        with pytest.raises(KeyError):
-            accuracy.method_kwargs(bad)
-    assert accuracy.method_kwargs("fc_fc_relu_sig.warmup5") == {
-        "weighting": "fc_fc_relu_sig",
-        "warmup_epochs": 5,
-    }
-    # Callers consume the dict (run_one pops weighting_args): METHODS must not change.
-    accuracy.method_kwargs("fc_fc_relu_sig.bias1").pop("weighting_args")
-    assert accuracy.METHODS["fc_fc_relu_sig.bias1"]["weighting_args"] == {"output_bias": 1.0}
-    for methods, _, _ in accuracy.SUITES.values():
-        for name in methods:
-            accuracy.method_kwargs(name)
+accuracy = _module()
+
+# Seed-0 noisy-validation score of each (method, schedule): the chosen ones are the maxima.
+SCORES = {
+    ("baseline", "constant"): 0.70,
+    ("baseline", "step"): 0.75,
+    ("baseline", "cosine"): 0.80,
+    ("paper", "constant"): 0.78,
+    ("paper", "step"): 0.78,  # a tie: the earlier schedule wins
+    ("paper", "cosine"): 0.60,
+}
 
 
-def test_report_filters_methods_sizes_and_schedule(tmp_path):
-    accuracy = _accuracy_module()
-    out = tmp_path / "results.jsonl"
-    base = dict(noise_type="symmetric", noise_rate=0.4, epochs=30, train_size=10, seed=0)
-    rows = [
-        dict(base, method="baseline", subset_size=4, lr_decay_epochs=0),
-        dict(base, method="constant", subset_size=4, lr_decay_epochs=0),
-        dict(base, method="constant", subset_size=2, lr_decay_epochs=0),
-        dict(base, method="constant", subset_size=4, lr_decay_epochs=10),
+def _fake_runner(calls):
+    def runner(task):
+        spec, run_dir, commit, command = task
+        calls.append((spec["method"], spec["schedule"], spec["seed"]))
+        score = SCORES[(spec["method"], spec["schedule"])]
+        results = {
+            "history": [{"val_accuracy": 0.5, "noisy_val_accuracy": score}],
+            "final_test_accuracy": 0.5,
+            "picked_test_accuracy": score,
+            "oracle_best_test_accuracy": 0.9,
+            "selection": {"score": score, "epoch": 0},
+            "flags": {},
+        }
+        return accuracy.record_from_results(spec, results, commit, command)
+
+    return runner
+
+
+def _args(out, *extra):
+    parser_args = [
+        "--methods=baseline,paper",
+        "--noise=symmetric:0.4",
+        "--seeds=3",
+        f"--out={out}",
+        *extra,
     ]
-    out.write_text(
-        "".join(json.dumps(dict(r, best_accuracy=0.5, final_accuracy=0.4)) + "\n" for r in rows)
+    # Parse as main does, without running it.
+    import argparse
+
+    ns = argparse.Namespace(
+        methods=["baseline", "paper"],
+        noises=[("symmetric", 0.4)],
+        schedules=list(accuracy.SCHEDULES),
+        seeds=3,
+        dataset="fashion_mnist",
+        epochs=2,
+        train_size=100,
+        validation_split=0.1,
+        learning_rate=0.02,
+        batch_size=32,
+        jobs=0,
+        out=str(out),
+        run_root=str(out) + ".runs",
+        argv=parser_args,
     )
+    return ns
 
-    def table_rows(**filters):
-        return accuracy.report(str(out), **filters).splitlines()[2:]
 
-    assert len(table_rows()) == 4
-    assert len(table_rows(methods=["constant"])) == 3
-    assert len(table_rows(subset_sizes=[2])) == 1
-    constant_rate = table_rows(lr_decay_epochs=0)
-    assert len(constant_rate) == 3 and all("| – |" in row for row in constant_rate)
-    assert len(table_rows(methods=["constant"], subset_sizes=[4], lr_decay_epochs=10)) == 1
-    assert len(table_rows(noises=[("symmetric", 0.4)])) == 4
-    assert table_rows(noises=[("symmetric", 0.2)]) == []
+def test_schedule_chosen_on_seed_0_then_seeds_1_2_and_resume(tmp_path):
+    out = tmp_path / "acc.jsonl"
+    calls = []
+    commit = {"sha": "abc", "dirty": True}
+    accuracy.run_grid(_args(out), runner=_fake_runner(calls), commit=commit)
+    # Phase 1: every schedule on seed 0; phase 2: seeds 1-2 at the chosen schedule.
+    assert sorted(c for c in calls if c[2] == 0) == sorted(
+        (m, s, 0) for m in ("baseline", "paper") for s in accuracy.SCHEDULES
+    )
+    assert sorted(c for c in calls if c[2] > 0) == [
+        ("baseline", "cosine", 1),
+        ("baseline", "cosine", 2),
+        ("paper", "constant", 1),
+        ("paper", "constant", 2),
+    ]
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(records) == 10
+    first = records[0]
+    assert first["commit"] == commit and first["record_version"] == accuracy.RECORD_VERSION
+    assert first["command"].startswith("python benchmarks/accuracy.py --methods=baseline,paper")
+    assert {"final", "picked", "oracle", "noisy_val_best", "date", "schedule"} <= set(first)
+
+    # Rerun: everything is done, nothing trains.
+    calls.clear()
+    accuracy.run_grid(_args(out), runner=_fake_runner(calls), commit=commit)
+    assert calls == [] and len(out.read_text().splitlines()) == 10
+
+    table = accuracy.report(str(out))
+    assert "commit(s): abc-dirty" in table.splitlines()[0]
+    rows = [line for line in table.splitlines() if line.startswith("| symmetric")]
+    assert rows == [
+        "| symmetric 40% | baseline | cosine | 3 | 50.00 ± 0.00 | 80.00 ± 0.00 | 90.00 ± 0.00 |",
+        "| symmetric 40% | paper | constant | 3 | 50.00 ± 0.00 | 78.00 ± 0.00 | 90.00 ± 0.00 |",
+    ]
+
+
+def test_old_records_stay_readable_and_are_marked_legacy():
+    path = os.path.join(ROOT, "docs", "data", "accuracy.jsonl")
+    records = accuracy.read_records(path)
+    assert records and all(r["legacy"] for r in records)
+    assert {"baseline", "paper", "metacleaner"} <= {r["method"] for r in records}
+    assert all(r["picked"] is None and r["oracle"] is not None for r in records)
+    table = accuracy.report(path, legacy=True)
+    assert "legacy records" in table.splitlines()[0]
+    assert "| symmetric 40% | baseline | constant |" in table
+
+
+def test_bad_arguments_exit_2_before_any_work():
+    completed = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmarks", "accuracy.py"), "--methods=nope"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert completed.returncode == 2 and "unknown method 'nope'" in completed.stderr
+
+
+@pytest.fixture(scope="module")
+def toy_npz(tmp_path_factory):
+    from test_case import write_noisy_npz
+
+    return write_noisy_npz(str(tmp_path_factory.mktemp("data") / "toy.npz"))
+
+
+def test_a_real_tiny_run_goes_through_kmc_training_run(toy_npz, tmp_path):
+    spec = {
+        "dataset": f"npz:{toy_npz}",
+        "epochs": 1,
+        "train_size": 160,
+        "validation_split": 0.2,
+        "learning_rate": 0.02,
+        "batch_size": 32,
+        "method": "baseline",
+        "noise_type": "symmetric",
+        "noise_rate": 0.4,
+        "schedule": "step",
+        "seed": 0,
+        "alpha_auroc_examples": 0,
+    }
+    record = accuracy.run_one((spec, str(tmp_path / "run"), None, "tiny"))
+    config = record["config"]
+    # The tool's settings: the first n images, validation after noise, selection on it.
+    assert config["train_subset"] == 160 and config["validation_split"] == 0.2
+    assert config["select_on"] == "noisy_val" and config["schedule"] == "step"
+    assert record["picked"] is not None and record["picked_epoch"] == 0
+    assert len(record["noisy_val_curve"]) == 1
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["final_test_accuracy"] == record["final"]

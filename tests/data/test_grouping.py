@@ -1,5 +1,6 @@
 """Tests for keras_metacleaner.data.grouping (both the index and the streaming path)."""
 
+import dataclasses
 import logging
 import warnings
 
@@ -332,3 +333,183 @@ def test_file_path_fails_clearly_when_spares_cannot_replace_broken_files(
     with pytest.raises(tf.errors.InvalidArgumentError, match="unreadable image files"):
         sum(1 for _ in ds)
     assert errors.count >= 3
+
+
+# ------------------------------------------------------------- pixel range
+@pytest.mark.parametrize("path", ["index", "stream", "materialized"])
+def test_float_pixels_in_unit_range_are_refused(path):
+    images = np.random.default_rng(0).uniform(0, 1, (24, 4, 4, 1)).astype("float32")
+    labels = np.arange(24) % 3
+    if path == "index":
+        source = common.array_dataset(images, labels)
+    else:
+        source = tf.data.Dataset.from_tensor_slices((images, labels)).map(lambda x, y: (x, y))
+    with pytest.raises(ValueError, match=r"float pixels in \[0, 1\].*multiply them by 255"):
+        group_by_class(source, 2, 2, in_memory=True if path == "materialized" else None)
+    # Raw pixels pass.
+    group_by_class(source.map(lambda x, y: (x * 255, y)), 2, 2)
+
+
+# ---------------------------------------------------------------- sharding
+class FakeContext(tf.distribute.InputContext):
+    """What `distribute_datasets_from_function` passes to one input pipeline."""
+
+    def __init__(self, pipelines, pipeline, replicas):
+        super().__init__(pipelines, pipeline, replicas)
+
+
+def _counting_source(labels, decoded):
+    """A LoadedData whose images are their index; `decoded` collects every index read."""
+    images, labels = _data(labels)
+    loaded = kmc.data.from_arrays(images + 2, labels, images[:2] + 2, labels[:2])
+
+    def record(x):
+        decoded.extend((x.numpy()[:, 0, 0, 0] - 2).astype(int).tolist())
+        return x
+
+    def load_fn(x):
+        x = tf.cast(x, tf.float32)
+        y = tf.py_function(record, [tf.reshape(x, [-1, *x.shape[-3:]])], tf.float32)
+        return tf.reshape(y, tf.shape(x))
+
+    view = dataclasses.replace(loaded.view, load_fn=load_fn)
+    return kmc.data.LoadedData(loaded.info, loaded.test, loaded.labels, view=view)
+
+
+def _steps(ds, batch, subset_size):
+    """One epoch as a list of per-batch index arrays [k, N]."""
+    return [(x.numpy()[..., 0, 0, 0] - 2).astype(int) for x, _ in ds]
+
+
+@pytest.mark.parametrize("augment", [None, "augment"])
+@pytest.mark.parametrize("pipelines, replicas", [(2, 2), (2, 4), (4, 4), (1, 2)])
+def test_input_context_splits_the_plan_before_reading(augment, pipelines, replicas):
+    labels = np.repeat(np.arange(4), [13, 11, 9, 7])
+    K, N = 8, 2
+    augment = None if augment is None else (lambda x, y: (x, y))
+    single = _steps(
+        group_by_class(_counting_source(labels, []), N, K, seed=5, augment=augment), K, N
+    )
+    shares, decoded = [], []
+    for pipeline in range(pipelines):
+        seen = []
+        ds = group_by_class(
+            _counting_source(labels, seen),
+            N,
+            K,
+            seed=5,
+            augment=augment,
+            input_context=FakeContext(pipelines, pipeline, replicas),
+        )
+        k = K // replicas
+        assert ds.element_spec[0].shape == (k, N, 4, 4, 1)
+        assert int(ds.cardinality()) == len(single) * replicas // pipelines
+        assert ds.options().experimental_distribute.auto_shard_policy == (
+            tf.data.experimental.AutoShardPolicy.OFF
+        )
+        shares.append(_steps(ds, k, N))
+        decoded.append(seen)
+    per_step = replicas // pipelines
+    for step, batch in enumerate(single):
+        # Step s of the global batch is the pipelines' s-th share, in order: exactly the
+        # single-process batch, so every subset is used by exactly one pipeline.
+        parts = [np.concatenate(s[step * per_step : (step + 1) * per_step]) for s in shares]
+        np.testing.assert_array_equal(np.concatenate(parts), batch)
+    for pipeline, seen in enumerate(decoded):
+        # Each pipeline decodes exactly its share of the images, nothing else.
+        expected = np.concatenate(shares[pipeline]).ravel()
+        np.testing.assert_array_equal(np.sort(seen), np.sort(expected))
+    assert sum(len(s) for s in decoded) == sum(b.size for b in single)
+
+
+def test_input_context_is_deterministic_and_redraws_every_epoch():
+    labels = np.arange(40) % 4
+    ds = group_by_class(_dataset(labels, "index"), 2, 4, seed=1, input_context=FakeContext(2, 1, 2))
+    first, second = _epoch(ds)[0], _epoch(ds)[0]
+    again = _epoch(
+        group_by_class(_dataset(labels, "index"), 2, 4, seed=1, input_context=FakeContext(2, 1, 2))
+    )[0]
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, second)
+
+
+def test_input_context_on_files_decodes_only_its_share(tmp_path, image_writer):
+    paths = [
+        image_writer(str(tmp_path / f"{i:02d}.png"), size=(4, 4), value=i + 2) for i in range(16)
+    ]
+    labels = np.arange(16) % 2
+    errors = kmc.data.indexed.DecodeErrors()
+    files = common.files_source(paths, labels, (4, 4, 3), errors)
+    loaded = kmc.data.LoadedData(
+        kmc.data.DatasetInfo("f", 2, ["a", "b"], (4, 4, 3), 16, 1, labels),
+        files.to_dataset(),
+        labels,
+        view=files,
+    )
+    seen = [
+        {
+            int(v)
+            for x, _ in group_by_class(loaded, 2, 4, seed=0, input_context=FakeContext(2, p, 2))
+            for v in x.numpy()[..., 0, 0, 0].ravel()
+        }
+        for p in range(2)
+    ]
+    single = {
+        int(v)
+        for x, _ in group_by_class(loaded, 2, 4, seed=0)
+        for v in x.numpy()[..., 0, 0, 0].ravel()
+    }
+    assert seen[0] | seen[1] == single and not seen[0] & seen[1]
+
+
+def test_input_context_on_a_stream_reads_disjoint_shards():
+    labels = np.arange(48) % 3
+    stream = _dataset(labels, "stream")
+    seen = []
+    for pipeline in range(2):
+        ds = group_by_class(
+            stream, 2, 4, seed=0, labels=labels, input_context=FakeContext(2, pipeline, 2)
+        )
+        assert ds.element_spec[0].shape[0] == 2
+        seen.append({int(v) for x, _ in ds for v in x.numpy()[..., 0, 0, 0].ravel()})
+    assert not seen[0] & seen[1]
+    assert seen[0] <= set(range(0, 48, 2)) and seen[1] <= set(range(1, 48, 2))
+
+
+@pytest.mark.parametrize(
+    "context, message",
+    [((2, 0, 4), "divisible by the number of replicas"), ((2, 2, 2), "pipeline 2 of 2")],
+)
+def test_input_context_checks(context, message):
+    with pytest.raises(ValueError, match=message):
+        group_by_class(
+            _dataset(np.arange(40) % 4, "index"), 2, 6, input_context=FakeContext(*context)
+        )
+
+
+def test_steps_per_epoch_matches_the_declared_cardinality():
+    labels = np.repeat(np.arange(3), [11, 10, 9])
+    ds = group_by_class(_dataset(labels, "index"), 4, 2, seed=0)
+    assert kmc.data.steps_per_epoch(labels, 4, 2) == int(ds.cardinality()) == 4
+
+
+def test_distribute_datasets_from_function_gives_each_replica_its_part_of_the_global_batch():
+    from test_case import two_replica_strategy
+
+    strategy = two_replica_strategy()
+    loaded = _counting_source(np.arange(48) % 4, [])
+    K, N = 4, 2
+    single = _steps(group_by_class(loaded, N, K, seed=3), K, N)
+    distributed = strategy.distribute_datasets_from_function(
+        lambda context: group_by_class(loaded, N, K, seed=3, input_context=context)
+    )
+    steps = 0
+    for step, (x, _) in zip(range(len(single)), distributed):
+        parts = [
+            (r.numpy()[..., 0, 0, 0] - 2).astype(int)
+            for r in strategy.experimental_local_results(x)
+        ]
+        assert [p.shape for p in parts] == [(K // 2, N), (K // 2, N)]
+        np.testing.assert_array_equal(np.concatenate(parts), single[step])
+        steps += 1
+    assert steps == len(single) == kmc.data.steps_per_epoch(loaded.labels, N, K)

@@ -14,9 +14,7 @@ def _loaded(size=30, classes=3):
         np.arange(2, size + 2, dtype=np.float32)[:, None, None, None], (size, 4, 4, 1)
     ).copy()
     y = np.arange(size) % classes
-    return kmc.data.from_arrays(
-        x, y, x[:6], y[:6], clean_labels=(y + 1) % classes, name="toy"
-    )
+    return kmc.data.from_arrays(x, y, x[:6], y[:6], clean_labels=(y + 1) % classes, name="toy")
 
 
 def _stream(loaded):

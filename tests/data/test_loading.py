@@ -1,4 +1,7 @@
-"""Tests for keras_metacleaner.data.loading: `load` returns a LoadedData (spec parsing: test_registry)."""
+"""Tests for keras_metacleaner.data.loading: `load` returns a LoadedData.
+
+Spec parsing is tested in test_registry.py.
+"""
 
 import numpy as np
 import pytest

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_metacleaner.data import add_label_noise, replace_labels
+from keras_metacleaner.data import add_label_noise, noise_from_spec, replace_labels
+from keras_metacleaner.data.noise import confusion_targets
+from keras_metacleaner.data.noise_spec import DEFAULT_CONFUSION
 
 
 @pytest.mark.parametrize("rate", [0.0, 0.2, 0.4, 0.61])
@@ -83,3 +85,51 @@ def test_replace_labels_keeps_order_and_checks_length():
     assert out.element_spec[1].dtype == tf.int32
     with pytest.raises(ValueError, match="4 elements but 3 labels"):
         replace_labels(ds, [0, 1, 2])
+
+
+COUNTS = np.array([[80, 15, 5, 0], [2, 90, 0, 8], [0, 0, 100, 0], [30, 10, 0, 60]])
+
+
+@pytest.mark.parametrize("rate", [0.0, 0.2, 0.4, 0.8])
+def test_confusion_flips_round_rate_of_every_class(rate):
+    labels = np.repeat(np.arange(4), [500, 300, 200, 1000])
+    noisy, flipped = add_label_noise(labels, rate, "confusion", 4, seed=0, confusion=COUNTS)
+    np.testing.assert_array_equal(flipped, noisy != labels)
+    for c, n in enumerate([500, 300, 200, 1000]):
+        assert flipped[labels == c].sum() == round(rate * n)  # the diagonal is 1 - rate per row
+    assert flipped.mean() == pytest.approx(rate, abs=1e-3)
+
+
+def test_confusion_flips_follow_the_off_diagonal_rows():
+    labels = np.repeat(np.arange(4), 20000)
+    noisy, flipped = add_label_noise(labels, 0.5, "confusion", 4, seed=1, confusion=COUNTS)
+    expected = confusion_targets(COUNTS)
+    np.testing.assert_allclose(expected[0], [0, 0.75, 0.25, 0])
+    np.testing.assert_allclose(expected[2], [1 / 3, 1 / 3, 0, 1 / 3])  # never confused: uniform
+    for c in range(4):
+        observed = np.bincount(noisy[(labels == c) & flipped], minlength=4) / 10000
+        np.testing.assert_allclose(observed, expected[c], atol=0.015)
+
+
+def test_committed_fashion_mnist_confusion_matrix():
+    spec = noise_from_spec("confusion", 0.4, 10, "fashion_mnist")
+    counts = np.load(DEFAULT_CONFUSION["fashion_mnist"])
+    assert counts.shape == (10, 10) and counts.dtype.kind == "i" and counts.sum() == 10000
+    np.testing.assert_array_equal(spec.matrix, counts)
+    targets = confusion_targets(counts)
+    # The classifier's mistakes: Shirt (6) is mostly confused with T-shirt, Pullover, Coat.
+    assert set(np.argsort(targets[6])[-3:]) == {0, 2, 4}
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({}, "needs `confusion` counts"),
+        ({"confusion": np.ones((3, 3))}, r"expected shape \(4, 4\)"),
+        ({"confusion": -np.ones((4, 4))}, "non-negative"),
+        ({"confusion": np.ones(4)}, "square"),
+    ],
+)
+def test_confusion_bad_input(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        add_label_noise(np.arange(8) % 4, 0.2, "confusion", 4, **kwargs)

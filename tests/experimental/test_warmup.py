@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from test_case import random_subsets, tiny_model
+from test_case import random_subsets, run_layer_test, tiny_model
 
 from keras_metacleaner.experimental import WarmupWeighting, WeightingWarmup
 from keras_metacleaner.layers import DenseWeighting
@@ -64,3 +64,16 @@ def test_warmup_keeps_the_inner_weightings_losses():
     assert (model.member_loss_weight, model.subset_loss_weights) == (1.0, "max_alpha")
     model = tiny_model(WarmupWeighting("fc_fc_relu_sig", subset_size=3), compile=False)
     assert (model.member_loss_weight, model.subset_loss_weights) == (0.0, None)
+
+
+def test_layer_contract(tmp_path):
+    run_layer_test(
+        WarmupWeighting,
+        {"weighting": "fc_fc_sig", "subset_size": N, "hidden_units": H},
+        _features(),
+        expected_output_shape=(K, N),
+        expected_num_trainable_weights=4,  # the inner FC layers; "on" is not trained
+        expected_num_non_trainable_weights=1,
+        run_training_check=False,
+        tmp_path=tmp_path,
+    )

@@ -345,3 +345,32 @@ def test_weightings_are_registered_by_name():
         layer = get_weighting(name, subset_size=N, hidden_units=H)
         serialized = keras.saving.serialize_keras_object(layer)
         assert serialized["registered_name"].startswith("keras_metacleaner>")
+
+
+# One subset of N = 2 members with D = 2 features, concatenated: x = [1, 2, -1, 0.5].
+_PIN_FEATURES = np.array([[[1.0, 2.0], [-1.0, 0.5]]], "float32")
+_PIN_W1 = np.array([[1, 0, -1], [0.5, -1, 0], [0, 1, 1], [1, 0, 2]], "float32")
+_PIN_B1 = np.array([0, 0.5, 0], "float32")
+_PIN_W2 = np.array([[1, -1], [0.5, 1], [-1, 0.5]], "float32")
+_PIN_B2 = np.array([0.25, 0], "float32")
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        # h = x·W1 + b1 = [2.5, -2.5, -1]; z = h·W2 + b2 = [2.5, -5.5];
+        # the paper's layer: α = sigmoid(ReLU(z)) = [sigmoid(2.5), sigmoid(0)].
+        ("fc_fc_relu_sig", [0.9241418, 0.5]),
+        # No ReLU at all: α = sigmoid(z).
+        ("fc_fc_sig", [0.9241418, 0.0040701]),
+        # ReLU on the hidden layer too: h = [2.5, 0, 0], z = [2.75, -2.5].
+        ("fc_relu_fc_relu_sig", [0.9399133, 0.5]),
+    ],
+)
+def test_table_2_fc_layers_match_hand_computed_values(name, expected):
+    layer = get_weighting(name, subset_size=2, hidden_units=3)
+    layer.build((None, 2, 2))
+    layer.hidden.set_weights([_PIN_W1, _PIN_B1])
+    layer.output_dense.set_weights([_PIN_W2, _PIN_B2])
+    alpha = ops.convert_to_numpy(layer(_PIN_FEATURES))
+    np.testing.assert_allclose(alpha, [expected], rtol=1e-6, atol=1e-7)

@@ -514,3 +514,146 @@ def test_get_config_round_trip():
     assert clone.get_config() == config
     assert clone.mode == "loss_reweight" and clone.weighting.gate == "exp"
     assert clone.subset_loss_weights is None and clone.member_loss_weight == 0.0
+
+
+# ------------------------------------------------------------- named methods
+def test_presets_are_the_three_named_methods():
+    assert set(kmc.models.PRESETS) == {"metacleaner", "paper", "loss_reweight"}
+    resolved = {}
+    for name in kmc.models.PRESETS:
+        backbone = kmc.models.small_cnn((8, 8, 1), feature_dim=8)
+        model = kmc.MetaCleanerModel.from_preset(name, backbone, C, N)
+        resolved[name] = (
+            type(model.weighting).__name__,
+            model.mode,
+            model.member_loss_weight,
+            model.subset_loss_weights,
+        )
+    assert resolved == {
+        "metacleaner": ("LabelPosteriorWeighting", "hallucinate", 1.0, "max_alpha"),
+        "paper": ("DenseWeighting", "hallucinate", 0.0, None),
+        "loss_reweight": ("DenseWeighting", "loss_reweight", 0.0, None),
+    }
+
+
+def test_the_paper_preset_is_fc_fc_relu_sig_with_384_hidden_units():
+    model = kmc.MetaCleanerModel.from_preset("paper", kmc.models.small_cnn((8, 8, 1)), C, N)
+    layer = model.weighting
+    assert (layer.hidden_relu, layer.output_relu, layer.hidden_units) == (False, True, 384)
+    assert model.shuffle_subsets
+
+
+def test_preset_overrides_replace_single_options():
+    backbone = kmc.models.small_cnn((8, 8, 1))
+    model = kmc.MetaCleanerModel.from_preset("paper", backbone, C, N, hidden_units=16, seed=3)
+    assert (model.cleaner.hidden_units, model.seed, model.member_loss_weight) == (16, 3, 0.0)
+    with pytest.raises(ValueError, match=r"'papers'.*loss_reweight.*metacleaner.*paper"):
+        kmc.MetaCleanerModel.from_preset("papers", backbone, C, N)
+
+
+@pytest.mark.parametrize(
+    "weighting, expected",
+    [
+        ("fc_fc_relu_sig", (0.0, None)),
+        ("attention_sig", (0.0, None)),
+        ("constant", (0.0, None)),
+        ("label_confidence", (1.0, "max_alpha")),
+        ("label_posterior", (1.0, "max_alpha")),
+    ],
+)
+def test_a_bare_weighting_gets_its_documented_losses_never_a_hybrid(weighting, expected):
+    model = tiny_model(weighting, compile=False)
+    assert (model.member_loss_weight, model.subset_loss_weights) == expected
+    # get_config stores what is in effect, not "auto".
+    config = model.get_config()
+    assert (config["member_loss_weight"], config["subset_loss_weights"]) == expected
+
+
+def test_the_bare_default_is_the_metacleaner_preset():
+    bare = tiny_model(compile=False, name="m").get_config()
+    backbone = kmc.models.small_cnn((8, 8, 1), feature_dim=16)
+    preset = kmc.MetaCleanerModel.from_preset(
+        "metacleaner", backbone, C, N, hidden_units=8, name="m"
+    ).get_config()
+    for key in ("mode", "member_loss_weight", "subset_loss_weights"):
+        assert bare[key] == preset[key]
+    unnamed = [{**c["weighting"]["config"], "name": None} for c in (bare, preset)]
+    assert bare["weighting"]["class_name"] == preset["weighting"]["class_name"]
+    assert unnamed[0] == unnamed[1]
+
+
+def test_explicit_losses_win_over_auto():
+    model = tiny_model("fc_fc_relu_sig", compile=False, member_loss_weight=0.5)
+    assert (model.member_loss_weight, model.subset_loss_weights) == (0.5, None)
+
+
+def test_loss_reweight_refuses_hallucination_losses():
+    with pytest.raises(ValueError, match=r"mode='hallucinate' only.*1.0.*'auto'"):
+        tiny_model("fc_fc_relu_sig", mode="loss_reweight", member_loss_weight=1.0, compile=False)
+    model = tiny_model("label_posterior", mode="loss_reweight", compile=False)
+    assert (model.member_loss_weight, model.subset_loss_weights) == (0.0, None)
+
+
+@pytest.mark.parametrize("integer", [np.int64, np.int32, np.uint8, int])
+def test_numpy_integers_are_accepted(integer):
+    model = tiny_model(num_classes=integer(3), subset_size=integer(3), compile=False)
+    assert type(model.num_classes) is int and type(model.subset_size) is int
+    json.dumps(model.get_config())
+
+
+@pytest.mark.parametrize("value", [3.0, True, "3", np.float32(3)])
+def test_non_integer_class_counts_are_refused(value):
+    with pytest.raises(ValueError, match=rf"num_classes.*{value!r}"[:20]):
+        tiny_model(num_classes=value, compile=False)
+
+
+# ------------------------------------------------------- run-time batch checks
+def test_wrong_subset_size_after_a_first_fit_names_n():
+    x, y = random_subsets(K, N, num_classes=C)
+    for weighting in ("label_posterior", "fc_fc_relu_sig"):
+        model = tiny_model(weighting, seed=0)
+        _fit(model, x, y)
+        # The retraced step relaxes N to None: the check must hold at run time.
+        with pytest.raises(
+            (ValueError, tf.errors.InvalidArgumentError), match=r"subset_size=3 images, got N\W+2"
+        ):
+            _fit(model, x[:, :2], y)
+
+
+def test_labels_that_differ_inside_a_subset_raise_under_xla():
+    x, _ = random_subsets(K, N, num_classes=C)
+    model = tiny_model(seed=0, compile=False)
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", jit_compile=True)
+    assert model.jit_compile
+    mixed = np.array([[0, 0, 0], [1, 2, 1], [2, 2, 2], [0, 0, 0]], "int32")
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"1 subset\(s\) whose labels differ"):
+        _fit(model, x, mixed)
+    before = [v.numpy().copy() for v in model.trainable_weights]
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"outside \[0, 3\)"):
+        _fit(model, x, np.array([0, 1, 7, 2], "int32"))
+    # The invalid step gave zero gradients (plain SGD: the weights stand still).
+    for old, variable in zip(before, model.trainable_weights):
+        np.testing.assert_array_equal(variable.numpy(), old)
+    # Valid batches train again, under the same compiled step.
+    history = _fit(model, x, mixed[:, 0].copy())
+    assert np.isfinite(history.history["loss"][0])
+    assert not any(name.startswith("invalid_") for name in history.history)
+
+
+# ---------------------------------------------------------------- alpha_floor
+def _alpha_floor_after_a_step(weighting, output_bias=None):
+    x, y = random_subsets(K, N, num_classes=C, seed=30)
+    model = tiny_model(weighting, seed=0, learning_rate=0.0)
+    if output_bias is not None:
+        model.cleaner.weighting.output_dense.bias.assign(np.full((N,), output_bias, "float32"))
+    return model.train_on_batch(x, y, return_dict=True)["alpha_floor"]
+
+
+def test_alpha_floor_is_one_for_a_dead_weighting():
+    # Every output ReLU closed: α ≡ 0.5, the lowest value fc_fc_relu_sig allows.
+    assert _alpha_floor_after_a_step("fc_fc_relu_sig", output_bias=-100.0) == 1.0
+
+
+@pytest.mark.parametrize("weighting, bias", [("fc_fc_relu_sig", 5.0), ("label_posterior", None)])
+def test_alpha_floor_is_near_zero_for_a_live_weighting(weighting, bias):
+    assert _alpha_floor_after_a_step(weighting, output_bias=bias) < 0.05

@@ -45,6 +45,9 @@ def _model_dir(tmp_path, kind: str) -> str:
         model = kmc.MetaCleanerModel(backbone, num_classes=4, subset_size=2, seed=0)
     else:
         model = kmc.training.plain_classifier(backbone, 4)
+    # Compiled with the library's optimizer, as train.py saves it: the tool must load it
+    # without importing the training package.
+    model.compile(optimizer=kmc.training.SGDL2(0.01), loss="sparse_categorical_crossentropy")
     model.save(run / "model.keras")
     flags = {"dataset": f"npz:{npz}", "noise_type": "none", "noise_rate": 0.0, "seed": 0}
     (run / "results.json").write_text(json.dumps({"flags": flags}))

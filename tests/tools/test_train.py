@@ -32,7 +32,17 @@ def _base(toy_npz, model_dir):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--method=coteaching"], "--method=coteaching"),
+        (["--method=mixup"], "--method=mixup"),
+        (["--hidden_units=0"], "--hidden_units=0 must be >= 1"),
+        (["--momentum=-1"], "--momentum=-1.0 must be in [0, 1)"),
+        (["--weight_decay=-1"], "--weight_decay=-1.0 must be >= 0"),
+        (["--dropout=2"], "--dropout=2.0 must be in [0, 1)"),
+        (["--learning_rate=nan"], "--learning_rate=nan must be a finite number"),
+        (["--learning_rate=inf"], "--learning_rate=inf must be a finite number"),
+        (["--finetune_learning_rate=-1"], "--finetune_learning_rate=-1.0 must be >= 0"),
+        (["--schedule=step"], "--schedule=step needs lr_decay_epochs >= 1"),
+        (["--select_on=noisy_val"], "--select_on=noisy_val needs a validation split"),
+        (["--method=baseline", "--weighting=constant"], "method=baseline trains without"),
         (["--batch_size=30"], "--batch_size=30 must be divisible by subset_size=4"),
         (["--noise_rate=1.0"], "--noise_rate=1.0 must be in [0, 1)"),
         (["--member_loss_weight=-1"], "--member_loss_weight=-1.0 must be >= 0"),
@@ -43,12 +53,12 @@ def _base(toy_npz, model_dir):
         (["--strategy=tpu"], "--strategy=tpu"),
         (["--weighting=softmax"], "--weighting=softmax"),
         (["--subset_loss_weights=min"], "--subset_loss_weights=min"),
-        (["--backbone_weights=imagenet"], "only --backbone=resnet50 has pretrained weights"),
+        (["--backbone_weights=imagenet"], "only backbone=resnet50 has pretrained weights"),
         (
             ["--backbone=resnet50", "--backbone_weights=/no/weights.h5"],
             "/no/weights.h5: no such file",
         ),
-        (["--augment"], "--augment needs --image_size"),
+        (["--augment"], "--augment needs image_size"),
         (
             ["--finetune_dataset=npz:/no/ft.npz", "--finetune_epochs=1"],
             "--finetune_dataset=npz:/no/ft.npz",
@@ -77,9 +87,7 @@ def test_missing_dataset_and_model_dir_that_is_a_file(toy_npz, tmp_path, capsys)
     code = invoke(train, [f"--dataset=folder:{tmp_path}/nope", f"--model_dir={tmp_path}/run"])
     assert code == 2 and "does not exist" in capsys.readouterr().err
     code = invoke(train, ["--dataset=imagenet_folder", f"--model_dir={tmp_path}/run"])
-    assert (
-        code == 2 and "--dataset=imagenet_folder: Unknown dataset spec" in capsys.readouterr().err
-    )
+    assert code == 2 and "imagenet_folder" in capsys.readouterr().err
     a_file = tmp_path / "file"
     a_file.write_text("x")
     code = invoke(train, [f"--dataset=npz:{toy_npz}", f"--model_dir={a_file}"])
@@ -174,12 +182,16 @@ PAPER = {
         backbone="small_cnn", noise_type="symmetric", noise_rate=0.4, train_subset=10000, epochs=30
     ),
 }
-# The paper's recipes reproduce the paper's method: its weighting, no per-image loss.
+# The paper's recipes select the paper's method by name: its weighting, no per-image loss.
 for _name in PAPER:
     if _name != "fashion_mnist":
         PAPER[_name].update(
-            weighting="fc_fc_relu_sig", member_loss_weight=0.0, subset_loss_weights=None
+            method="paper",
+            weighting="fc_fc_relu_sig",
+            member_loss_weight=0.0,
+            subset_loss_weights="none",
         )
+PAPER["fashion_mnist"].update(method="metacleaner", schedule="constant")
 
 
 @pytest.mark.parametrize("recipe_name", sorted(PAPER))
@@ -196,7 +208,7 @@ def test_recipe_parses_validates_and_starts(toy_npz, tmp_path, capsys, recipe_na
             f"--model_dir={tmp_path / 'check'}",
         ]
     )
-    config = train.build_config()
+    config = train.build_config().resolved()
     for key, value in PAPER[recipe_name].items():
         assert (
             getattr(config, key) == pytest.approx(value)
@@ -233,7 +245,7 @@ def test_recipe_parses_validates_and_starts(toy_npz, tmp_path, capsys, recipe_na
     assert results["flags"]["batch_size"] == 32 and results["dataset"]["train_size"] == 96
     stages = [e["stage"] for e in results["history"]]
     assert stages == ["train"] + (["finetune"] if config.finetune_epochs else [])
-    assert "test accuracy (final)" in out
+    assert "test accuracy (final epoch)" in out
 
 
 def test_comparison_table_against_a_baseline(toy_npz, tmp_path, capsys):
@@ -247,7 +259,9 @@ def test_comparison_table_against_a_baseline(toy_npz, tmp_path, capsys):
     assert code == 0
     base = json.loads((base_dir / "results.json").read_text())
     ours = json.loads((mc_dir / "results.json").read_text())
-    header, rule, final = out.strip().splitlines()[-7:-4]
+    lines = out.strip().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.split()[:1] == ["baseline"])
+    header, rule, final = lines[start : start + 3]
     assert header.split() == ["baseline", "metacleaner", "difference"]
     assert set(rule.replace(" ", "")) == {"-"}
     diff = 100 * (ours["test_accuracy"] - base["test_accuracy"])
@@ -284,8 +298,8 @@ def test_finished_model_dir_is_refused_and_left_untouched(toy_npz, finished_dir,
     code = invoke(train, _base(toy_npz, finished_dir))
     err = capsys.readouterr().err
     assert code == 2, err
-    assert f"--model_dir={finished_dir} already holds a finished run" in err
-    assert str(finished_dir / "results.json") in err and "--overwrite" in err
+    assert f"--model_dir={finished_dir}: holds a finished run" in err
+    assert "results.json" in err and "--overwrite" in err
     assert _snapshot(finished_dir) == before
 
 

@@ -111,7 +111,7 @@ def test_multi_worker_two_local_processes(tmp_path):
     assert [e["epoch"] for e in results["history"]] == [0, 1]
     assert 0.0 <= results["test_accuracy"] <= 1.0
     # Only the chief printed the table, wrote results and exported once.
-    assert "test accuracy (final)" in outputs[0][0] and "test accuracy" not in outputs[1][0]
+    assert "test accuracy (final epoch)" in outputs[0][0] and "test accuracy" not in outputs[1][0]
     assert os.listdir(export_dir) == ["1"]
     assert results["export_path"] == str(export_dir / "1")
     assert not (model_dir / "backup").exists()

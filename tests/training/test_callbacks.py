@@ -3,7 +3,6 @@ import os
 
 import keras
 import numpy as np
-import pytest
 import tensorflow as tf
 from absl import logging
 
@@ -110,28 +109,3 @@ def test_learning_rate_logger_reads_the_schedule():
         callbacks=[callbacks.LearningRateLogger(), Spy()],
     )
     np.testing.assert_allclose(seen, [0.05, 0.025, 0.0125], rtol=1e-6)
-
-
-def test_weighting_warmup_switches_the_weighting_on_after_its_epochs():
-    from test_case import random_subsets, tiny_model
-
-    weighting = kmc.layers.WarmupWeighting("fc_fc_sig", subset_size=3, hidden_units=8)
-    model = tiny_model(weighting, seed=0)
-    x, y = random_subsets(4, 3, num_classes=3, seed=0)
-    history = model.fit(
-        x, y, batch_size=4, epochs=3, verbose=0, callbacks=[kmc.training.WeightingWarmup(2)]
-    ).history
-    # α = 1 for the first two epochs (std 0), the inner weighting's after.
-    assert history["alpha_std"][:2] == [0.0, 0.0] and history["alpha_std"][2] > 0
-    assert float(model.cleaner.weighting.on) == 1.0
-
-
-def test_weighting_warmup_needs_a_warmup_weighting():
-    from test_case import random_subsets, tiny_model
-
-    model = tiny_model("fc_fc_sig", seed=0)
-    x, y = random_subsets(4, 3, num_classes=3, seed=0)
-    with pytest.raises(ValueError, match="WarmupWeighting; this one's is DenseWeighting"):
-        model.fit(
-            x, y, batch_size=4, epochs=1, verbose=0, callbacks=[kmc.training.WeightingWarmup(1)]
-        )

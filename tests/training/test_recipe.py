@@ -8,8 +8,8 @@ import pytest
 from test_case import write_noisy_npz
 
 import keras_metacleaner as kmc
-from keras_metacleaner.data import indexed
-from keras_metacleaner.training import recipe
+from keras_metacleaner.training import preparation, recipe
+from keras_metacleaner.training.config import TrainConfig
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def _config(toy_npz, model_dir, **overrides):
         alpha_auroc_examples=96,
     )
     kwargs.update(overrides)
-    return recipe.TrainConfig(**kwargs)
+    return TrainConfig(**kwargs)
 
 
 def test_metacleaner_run_with_finetune_writes_everything(toy_npz, tmp_path):
@@ -88,7 +88,7 @@ def test_baseline_is_a_plain_classifier_with_the_same_steps(toy_npz, tmp_path):
     # A finished run is not replaced unasked: refused before anything is touched.
     results_path = tmp_path / "base" / "results.json"
     written = (results_path.stat().st_mtime_ns, results_path.read_bytes())
-    with pytest.raises(FileExistsError, match="holds a finished run .*overwrite=True"):
+    with pytest.raises(ValueError, match="holds a finished run .*overwrite"):
         recipe.run(_config(toy_npz, tmp_path / "base", method="baseline", epochs=1))
     assert (results_path.stat().st_mtime_ns, results_path.read_bytes()) == written
 
@@ -101,21 +101,6 @@ def test_baseline_is_a_plain_classifier_with_the_same_steps(toy_npz, tmp_path):
         assert [row["epoch"] for row in csv.DictReader(f)] == ["0"]
 
 
-def test_finished_run_needs_a_complete_record_and_no_backup(tmp_path):
-    assert recipe.finished_run(str(tmp_path / "missing")) is None
-    results = tmp_path / "results.json"
-    results.write_text('{"method": "baseline", "flags": {}, "history": []')  # cut short
-    assert recipe.finished_run(str(tmp_path)) is None
-    results.write_text(json.dumps({"method": "baseline", "flags": {}, "history": []}))
-    assert recipe.finished_run(str(tmp_path)) is None
-    record = {"method": "baseline", "flags": {}, "history": [], "test_accuracy": 0.5}
-    results.write_text(json.dumps(record))
-    assert recipe.finished_run(str(tmp_path)) == str(results)
-    # An interrupted run in the same directory resumes rather than being refused.
-    (tmp_path / "backup" / "chief").mkdir(parents=True)
-    assert recipe.finished_run(str(tmp_path)) is None
-
-
 def test_loss_reweight_trains(toy_npz, tmp_path):
     results = recipe.run(_config(toy_npz, tmp_path / "rw", method="loss_reweight", epochs=1))
     model = keras.saving.load_model(tmp_path / "rw" / "model.keras")
@@ -125,16 +110,15 @@ def test_loss_reweight_trains(toy_npz, tmp_path):
 
 def test_prepare_data_injects_noise_on_a_subset_and_keeps_the_fast_path(toy_npz, tmp_path):
     config = _config(toy_npz, tmp_path, train_subset=100, noise_type="symmetric", noise_rate=0.5)
-    prepared = recipe.prepare_data(config)
+    prepared = preparation.prepare_data(config.resolved())
     arrays = np.load(toy_npz)
     assert len(prepared.labels) == 100 and prepared.noise_injected
     # Injected on top of the file's own noise, measured against the true labels.
     np.testing.assert_array_equal(prepared.clean, arrays["y_train_clean"][:100])
     assert np.mean(prepared.labels != arrays["y_train"][:100]) == pytest.approx(0.5)
-    source = indexed.get_source(prepared.train)
-    assert source is not None and source.size == 100
-    np.testing.assert_array_equal(source.labels, prepared.labels)
-    np.testing.assert_array_equal([int(y) for _, y in prepared.train], prepared.labels)
+    assert prepared.train.loaded.view is not None and prepared.train.loaded.size == 100
+    np.testing.assert_array_equal(prepared.train.loaded.view.labels, prepared.labels)
+    np.testing.assert_array_equal([int(y) for _, y in prepared.train.dataset], prepared.labels)
 
 
 def test_transition_noise_from_a_file(toy_npz, tmp_path):
@@ -142,11 +126,12 @@ def test_transition_noise_from_a_file(toy_npz, tmp_path):
     path = tmp_path / "t.npy"
     np.save(path, matrix)
     config = _config(toy_npz, tmp_path, noise_type=f"transition:{path}")
-    prepared = recipe.prepare_data(config)
+    prepared = preparation.prepare_data(config)
     np.testing.assert_array_equal(prepared.labels, (np.load(toy_npz)["y_train"] + 1) % 4)
     np.save(path, np.eye(3))
-    with pytest.raises(ValueError, match="3x3 but the dataset has 4 classes"):
-        recipe.prepare_data(config)
+    with pytest.raises(ValueError, match=r"expected shape \(4, 4\) for 4 classes"):
+        preparation.prepare_data(config)
+    assert not (tmp_path / "run").exists()
 
 
 def test_finetune_on_another_dataset_checks_classes(toy_npz, tmp_path):
@@ -161,30 +146,32 @@ def test_finetune_on_another_dataset_checks_classes(toy_npz, tmp_path):
     )
     with pytest.raises(ValueError, match="no split 'clean_train'"):
         recipe.run(config)
+    assert not (tmp_path / "ft").exists()  # data checks run before anything is written
 
 
 @pytest.mark.parametrize(
-    "overrides, match",
+    "method, overrides, expected",
     [
-        ({"batch_size": 30}, "batch_size=30 must be divisible by subset_size=4"),
-        ({"noise_rate": 1.0}, r"noise_rate=1.0 must be in \[0, 1\)"),
-        ({"noise_type": "gaussian"}, "noise_type='gaussian'"),
-        ({"method": "coteaching"}, "method='coteaching'"),
-        ({"strategy": "tpu"}, "strategy='tpu'"),
-        ({"epochs": 0}, "epochs \\+ finetune_epochs must be >= 1"),
-        ({"subset_loss_weights": "min"}, "subset_loss_weights='min': expected one of"),
+        ("metacleaner", {}, ("label_posterior", 1.0, "max_alpha")),
+        ("paper", {}, ("fc_fc_relu_sig", 0.0, None)),
+        ("paper", {"subset_loss_weights": "max_alpha"}, ("fc_fc_relu_sig", 0.0, "max_alpha")),
+        ("metacleaner", {"weighting": "constant"}, ("constant", 1.0, "max_alpha")),
     ],
 )
-def test_config_validation(toy_npz, tmp_path, overrides, match):
-    with pytest.raises(ValueError, match=match):
-        _config(toy_npz, tmp_path, **overrides).validate()
-
-
-@pytest.mark.parametrize("weights", [None, "max_alpha"])
-def test_build_model_passes_the_subset_loss_weights(toy_npz, tmp_path, weights):
-    config = _config(toy_npz, tmp_path, subset_loss_weights=weights)
+def test_build_model_resolves_the_method_and_its_overrides(
+    toy_npz, tmp_path, method, overrides, expected
+):
+    config = _config(toy_npz, tmp_path, method=method, **overrides)
     model = recipe.build_model(config, 3, (8, 8, 1))
-    assert model.subset_loss_weights == weights
+    weighting, member, subset = expected
+    got, want = model.cleaner.weighting, kmc.layers.get_weighting(weighting, 4)
+
+    def settings(layer):
+        return {k: v for k, v in layer.get_config().items() if k not in ("name", "dtype")}
+
+    assert type(got) is type(want) and settings(got) == settings(want)
+    assert model.member_loss_weight == member
+    assert model.subset_loss_weights == subset
 
 
 def test_replicas_must_divide_the_subsets(toy_npz, tmp_path):
@@ -204,3 +191,81 @@ def test_mixed_precision_trains_and_restores_the_policy(toy_npz, tmp_path):
     assert np.isfinite(results["history"][0]["loss"])
     model = keras.saving.load_model(tmp_path / "mp" / "model.keras")
     assert model.backbone.get_layer("conv1").dtype_policy.name == "mixed_float16"
+
+
+def test_validation_split_selection_and_results_keys(toy_npz, tmp_path):
+    """--validation_split after noise, --select_on=noisy_val keeps (and saves) the best epoch."""
+    config = _config(
+        toy_npz,
+        tmp_path / "sel",
+        method="baseline",
+        epochs=4,
+        learning_rate=0.05,
+        validation_split=0.25,
+        select_on="noisy_val",
+        noise_type="symmetric",
+        noise_rate=0.5,
+    )
+    results = recipe.run(config)
+    history = results["history"]
+    scores = [e["noisy_val_accuracy"] for e in history]
+    best = int(np.argmax(scores))  # the first best epoch
+    assert results["selection"] == {
+        "select_on": "noisy_val",
+        "stage": "train",
+        "epoch": best,
+        "score": pytest.approx(scores[best]),
+    }
+    assert results["validation"] == {"kind": "noisy", "size": 48}
+    assert results["dataset"]["train_size"] == 192 - 48
+    oracle = max([e["val_accuracy"] for e in history] + [results["final_test_accuracy"]])
+    assert results["oracle_best_test_accuracy"] == pytest.approx(oracle)
+    assert results["picked_test_accuracy"] == results["test_accuracy"]
+    assert results["picked_test_accuracy"] == pytest.approx(history[best]["val_accuracy"], abs=1e-6)
+    assert results["method"] == "baseline" and results["config"]["run"]["select_on"] == "noisy_val"
+    assert results["flags"]["validation_split"] == 0.25
+    # The saved model holds the kept weights, not the last epoch's.
+    model = keras.saving.load_model(tmp_path / "sel" / "model.keras")
+    arrays = np.load(toy_npz)
+    predicted = model.predict(arrays["x_test"].astype("float32"), verbose=0).argmax(-1)
+    assert np.mean(predicted == arrays["y_test"]) == pytest.approx(results["test_accuracy"])
+    assert set(os.listdir(tmp_path / "sel")) >= {"run.json", "results.json", "model.keras"}
+
+
+def test_select_on_noisy_val_without_a_validation_split_is_refused(toy_npz, tmp_path):
+    with pytest.raises(ValueError, match="select_on=noisy_val needs a validation split"):
+        recipe.run(_config(toy_npz, tmp_path / "none", select_on="noisy_val"))
+    assert not (tmp_path / "none").exists()
+
+
+def test_interrupted_run_resumes_only_under_the_same_settings(toy_npz, tmp_path):
+    model_dir = tmp_path / "resume"
+    recipe.run(_config(toy_npz, model_dir, method="baseline", epochs=1))
+    recorded = json.loads((model_dir / "run.json").read_text())["config"]
+    assert recorded["method"] == "baseline" and recorded["schedule"] == "constant"
+    # What a kill during training leaves: run.json and a backup, no results.
+    (model_dir / "results.json").unlink()
+    (model_dir / "backup" / "chief").mkdir(parents=True)
+    before = sorted(p.name for p in model_dir.iterdir())
+    with pytest.raises(ValueError, match="other settings .*learning_rate.*noise_rate"):
+        recipe.run(
+            _config(
+                toy_npz,
+                model_dir,
+                method="baseline",
+                epochs=1,
+                noise_type="symmetric",
+                noise_rate=0.6,
+                learning_rate=0.05,
+            )
+        )
+    assert sorted(p.name for p in model_dir.iterdir()) == before
+    # The same settings resume (the backup is taken up, then removed at the end).
+    results = recipe.run(_config(toy_npz, model_dir, method="baseline", epochs=1))
+    assert [e["epoch"] for e in results["history"]] == [0]
+    assert not (model_dir / "backup").exists()
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return
+    assert (model_dir / "curves.png").is_file()

@@ -63,7 +63,7 @@ def test_sgdl2_serializes_and_rejects_weight_decay():
 def test_make_optimizer_schedule_in_epochs():
     opt = schedule.make_optimizer(0.01, steps_per_epoch=10, lr_decay_epochs=5, lr_decay_factor=0.1)
     assert isinstance(opt, schedule.SGDL2)
-    assert isinstance(opt._learning_rate, schedule.StepDecay)
+    assert isinstance(opt._learning_rate, keras.optimizers.schedules.PiecewiseConstantDecay)
     assert float(opt._learning_rate(49)) == pytest.approx(0.01)
     assert float(opt._learning_rate(50)) == pytest.approx(0.001)
     constant = schedule.make_optimizer(0.02, steps_per_epoch=10)
@@ -75,3 +75,35 @@ def test_learning_rate_after():
     assert schedule.learning_rate_after(0.01, 5, 5, 0.1) == pytest.approx(1e-2)
     assert schedule.learning_rate_after(0.01, 6, 5, 0.1) == pytest.approx(1e-3)
     assert schedule.learning_rate_after(0.01, 6, 0, 0.1) == pytest.approx(1e-2)
+
+
+def test_piecewise_constant_reproduces_step_decay():
+    """New runs use Keras' PiecewiseConstantDecay; old model.keras files keep StepDecay."""
+    old = schedule.StepDecay(0.1, decay_steps=70, decay_factor=0.1)
+    new = schedule.make_schedule(0.1, 7, epochs=60, schedule="step", lr_decay_epochs=10)
+    assert isinstance(new, keras.optimizers.schedules.PiecewiseConstantDecay)
+    steps = range(420)
+    # Same rate at every step, to float32 rounding (StepDecay's power is computed in float32).
+    np.testing.assert_allclose(
+        [float(new(s)) for s in steps], [float(old(s)) for s in steps], rtol=2e-7
+    )
+
+
+def test_cosine_and_warmup_use_keras_schedules():
+    cosine = schedule.make_schedule(0.1, 10, epochs=5, schedule="cosine", warmup_epochs=1)
+    assert isinstance(cosine, keras.optimizers.schedules.CosineDecay)
+    assert float(cosine(0)) == 0.0 and float(cosine(10)) == pytest.approx(0.1)
+    assert float(cosine(49)) < 0.001
+    warm = schedule.make_schedule(0.1, 10, epochs=5, schedule="constant", warmup_epochs=2)
+    assert [round(float(warm(s)), 4) for s in (0, 10, 20, 49)] == [0.0, 0.05, 0.1, 0.1]
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(warm))
+    assert float(restored(10)) == pytest.approx(0.05)
+    step = schedule.make_schedule(0.1, 10, 30, "step", lr_decay_epochs=10, warmup_epochs=1)
+    assert [round(float(step(s)), 4) for s in (5, 10, 99, 100, 200)] == [
+        0.05,
+        0.1,
+        0.1,
+        0.01,
+        0.001,
+    ]
+    assert schedule.make_schedule(0.1, 10, 5) == 0.1

@@ -47,7 +47,9 @@ def from_arrays(arrays, name: str, image_size=None) -> LoadedData:
         )
     class_names = arrays.get("class_names")
     if class_names is not None:
-        class_names = common.check_class_names(np.asarray(class_names).tolist(), f"{name} class_names")
+        class_names = common.check_class_names(
+            np.asarray(class_names).tolist(), f"{name} class_names"
+        )
     num_classes = None if class_names is None else len(class_names)
     y_train = common.check_labels(
         np.asarray(arrays["y_train"]).reshape(-1), num_classes, f"{name} y_train"

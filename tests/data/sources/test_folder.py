@@ -42,7 +42,9 @@ def test_test_fraction_holds_out_test_and_keeps_grayscale(tmp_path, image_writer
     # The deprecated keyword still works, and means the same here.
     with pytest.warns(DeprecationWarning, match="test_fraction"):
         old = kmc.data.load(f"folder:{tmp_path}", validation_split=0.2, seed=1)
-    np.testing.assert_array_equal(old.paths, kmc.data.load(f"folder:{tmp_path}?test_fraction=0.2", seed=1).paths)
+    np.testing.assert_array_equal(
+        old.paths, kmc.data.load(f"folder:{tmp_path}?test_fraction=0.2", seed=1).paths
+    )
 
 
 def test_corrupt_file_is_skipped_in_grouping(tmp_path, image_writer, corrupt_writer):
@@ -79,3 +81,59 @@ def test_folder_errors(tmp_path, image_writer):
     (tmp_path / "empty" / "a").mkdir(parents=True)
     with pytest.raises(ValueError, match="no .jpg"):
         kmc.data.load(f"folder:{tmp_path}/empty?test_fraction=0.5")
+
+
+def test_a_corrupt_file_that_sorts_first_is_skipped_and_counted_once(
+    tmp_path, image_writer, corrupt_writer
+):
+    _tree(tmp_path, image_writer, "train", (3, 3))
+    _tree(tmp_path, image_writer, "test", (1, 1))
+    first = corrupt_writer(str(tmp_path / "train" / "class_0" / "0000.jpg"))
+    (tmp_path / "train" / "class_1" / "00.png").write_bytes(b"")  # empty file
+    loaded = kmc.data.load(f"folder:{tmp_path}")
+    assert loaded.info.image_shape == (10, 12, 3)  # read from the first readable file
+    assert loaded.size == 6 and loaded.info.skipped_files == 2
+    assert first not in loaded.paths
+    # Iterating every split and grouping twice adds nothing: counted per file, at load.
+    for _ in range(2):
+        list(loaded.train)
+        list(kmc.data.group_by_class(loaded, 2, 2, seed=0))
+    assert loaded.info.skipped_files == 2
+
+
+def test_files_failing_only_when_decoded_are_counted_once_per_file(
+    tmp_path, image_writer, corrupt_writer
+):
+    _tree(tmp_path, image_writer, "train", (3, 3))
+    _tree(tmp_path, image_writer, "test", (1, 1))
+    bad = corrupt_writer(str(tmp_path / "train" / "class_1" / "9.jpg"))
+    loaded = kmc.data.load(f"folder:{tmp_path}?verify=none")
+    assert loaded.size == 7 and loaded.info.skipped_files == 0
+    for _ in range(3):
+        assert sum(1 for _ in loaded.train) == 7  # the declared length holds
+    assert loaded.info.skipped_files == 1 and loaded.info.decode_errors.paths == [bad]
+    for _ in range(3):
+        list(kmc.data.group_by_class(loaded, 1, 1, seed=0))
+    assert loaded.info.skipped_files == 1
+
+
+def test_file_splits_declare_their_length_so_keras_does_not_run_out_of_data(
+    tmp_path, image_writer, corrupt_writer
+):
+    import warnings
+
+    import keras
+
+    _tree(tmp_path, image_writer, "train", (3, 3))
+    _tree(tmp_path, image_writer, "test", (2, 2))
+    corrupt_writer(str(tmp_path / "train" / "class_0" / "00.jpg"))
+    train, test, info = kmc.data.load(f"folder:{tmp_path}", image_size=8)
+    assert int(train.cardinality()) == 6 and int(test.cardinality()) == 4
+    model = keras.Sequential(
+        [keras.Input((8, 8, 3)), keras.layers.Flatten(), keras.layers.Dense(2, "softmax")]
+    )
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(train.batch(2), validation_data=test.batch(2), epochs=2, verbose=0)
+    assert not [w for w in caught if "ran out of data" in str(w.message)]

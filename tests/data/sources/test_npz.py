@@ -94,3 +94,63 @@ def test_npz_bad_input_names_key(tmp_path, change, error, message):
 def test_npz_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.npz"):
         kmc.data.load(f"npz:{tmp_path}/nope.npz")
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda a: a.update(x_train=a["x_train"][:, :, :, None, None]), r"x_train: images must be"),
+        (lambda a: a.update(x_train=a["x_train"][:, 0]), r"x_train: images must be"),
+        (lambda a: a.update(y_train=np.arange(20) % 3 - 1), "y_train: labels must be >= 0"),
+        (
+            lambda a: a.update(class_names=np.array(["a", "b\nc", "d"])),
+            r"class_names: class name 1 is 'b\\nc'; expected a non-empty name on one line",
+        ),
+        (lambda a: a.update(class_names=np.array(["a", "", "c"])), "class name 1 is ''"),
+        (lambda a: a.update(class_names=np.array(["a", "b", "a"])), r"\['a'\] appear more"),
+        (
+            lambda a: a.update(
+                x_train=np.where(
+                    np.arange(20)[:, None, None] == 3, np.nan, np.full((20, 6, 6), 9.0)
+                )
+            ),
+            r"x_train: 36 pixel\(s\) are NaN or infinite \(first in image 3",
+        ),
+        (lambda a: a.update(x_test=np.full((6, 6, 6), np.inf)), "x_test: 216 pixel"),
+        (
+            lambda a: a.update(x_train=a["x_train"] / 255.0),
+            r"x_train: float pixels lie in \[0, 1\].*multiply the arrays by 255",
+        ),
+    ],
+)
+def test_npz_bad_data_is_refused_naming_the_file(tmp_path, change, message):
+    arrays = _arrays()
+    arrays["class_names"] = np.array(["a", "b", "c"])
+    change(arrays)
+    path = tmp_path / "bad.npz"
+    with pytest.raises(ValueError, match=message) as raised:
+        kmc.data.load(_write(path, **arrays))
+    assert str(path) in str(raised.value)
+
+
+def test_unit_range_check_spares_raw_dark_and_binary_images(tmp_path):
+    arrays = _arrays()
+    for x in (np.zeros((20, 6, 6), "float32"), (np.arange(20 * 36).reshape(20, 6, 6) % 2) * 1.0):
+        arrays["x_train"] = x
+        assert kmc.data.load(_write(tmp_path / "ok.npz", **arrays)).size == 20
+
+
+@pytest.mark.parametrize("content", [b"not a zip at all", b"\x93NUMPY\x01\x00"])
+def test_a_file_that_is_not_an_npz_is_refused_without_mentioning_pickle(tmp_path, content):
+    path = tmp_path / "x.npz"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=r"x.npz: not a valid .npz file") as raised:
+        kmc.data.load(f"npz:{path}")
+    assert "pickle" not in str(raised.value)
+
+
+def test_an_npz_holding_objects_is_refused_without_suggesting_pickle(tmp_path):
+    arrays = _arrays()
+    arrays["class_names"] = np.array(["a", 1, None], dtype=object)
+    with pytest.raises(ValueError, match="not a valid .npz file: an array holds Python objects"):
+        kmc.data.load(_write(tmp_path / "o.npz", **arrays))
