@@ -372,6 +372,7 @@ def main(argv=None) -> int:
         args.repeats, args.train_examples, args.jpegs, args.groups = 1, 256, 96, 8
 
     command = " ".join(["benchmarks/epoch_throughput.py", *sys.argv[1:]] if argv is None else argv)
+    commit = _commit()  # of the code measured, before anything is written
     samples = {data: {method: [] for method in METHODS} for data in DATASETS}
     with tempfile.TemporaryDirectory(prefix="kmc-epoch-") as folder:
         write_jpegs(folder, args.jpegs, max(10, args.jpegs // 10))
@@ -392,7 +393,7 @@ def main(argv=None) -> int:
     report = {
         "benchmark": "epoch_throughput",
         "command": command,
-        "commit": _commit(),
+        "commit": commit,
         "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
         "note": args.note,

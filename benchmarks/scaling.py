@@ -10,14 +10,18 @@ each in its own process(es):
 * `multi_worker_2`: `MultiWorkerMirroredStrategy`, 2 local worker processes
   (TF_CONFIG on 127.0.0.1), each with half of every global batch.
 
-Every run must end with the weights of `one_device` within a float32
-all-reduce tolerance; the throughput of each is printed beside it. On CPU
+After the first `--check_steps` steps every run must hold the weights of
+`one_device` within a float32 all-reduce tolerance; the remaining steps are
+timed, and the difference after them is printed too: float32 rounding (the
+all-reduce sums in another order) grows as training goes on, so runs of many
+steps are the same computation but not the same numbers. On CPU
 cores that the replicas share, these numbers are a correctness and overhead
 check, not a speed claim: two replicas on one CPU do the same work as one, plus
 the all-reduce, so no speed-up is expected here. Speed-ups need GPUs or
 machines (docs/gpu_and_cluster.md).
 
-    .venv/bin/python benchmarks/scaling.py [--steps=40] [--results_md=docs/results.md]
+    .venv/bin/python benchmarks/scaling.py [--steps=40 --check_steps=4] \\
+        [--results_md=docs/results.md]
 
 Writes docs/data/scaling.json and prints a Markdown table. The parent process
 imports no TensorFlow.
@@ -26,6 +30,7 @@ imports no TensorFlow.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -50,15 +55,24 @@ RTOL, ATOL = 1e-3, 1e-5
 
 
 # ------------------------------------------------------------ in-process API
-def build_model(num_classes: int, image_shape, learning_rate: float = 0.02, feature_dim=128):
-    """The default MetaCleaner method on a small CNN, compiled with SGD (no BatchNorm)."""
+def build_model(
+    num_classes: int, image_shape, learning_rate: float = 0.02, feature_dim=128, **overrides
+):
+    """The default MetaCleaner method on a small CNN, compiled with SGD (no BatchNorm).
+
+    `overrides` go to `MetaCleanerModel.from_preset` (e.g. `shuffle_subsets=False`).
+    """
     import keras
 
     import keras_metacleaner as kmc
 
     backbone = kmc.models.small_cnn(tuple(image_shape), feature_dim=feature_dim)
     model = kmc.models.MetaCleanerModel.from_preset(
-        "metacleaner", backbone, num_classes=num_classes, subset_size=SUBSET_SIZE, seed=SEED
+        "metacleaner",
+        backbone,
+        num_classes=num_classes,
+        subset_size=SUBSET_SIZE,
+        **{"seed": SEED, **overrides},
     )
     model.compile(
         optimizer=keras.optimizers.SGD(learning_rate, momentum=0.9),
@@ -87,75 +101,81 @@ def grouped_batches(steps: int, groups: int, examples: int = 4096):
     return np.stack(xs), np.stack(ys), loaded.info.num_classes
 
 
-def train(strategy, x, y, num_classes: int, multi_worker: bool = False, learning_rate=0.02):
+def train(
+    strategy,
+    x,
+    y,
+    num_classes: int,
+    check_steps: int,
+    multi_worker: bool = False,
+    learning_rate=0.02,
+    **overrides,
+):
     """Trains on the global batches `x [S, K, ...]`, `y [S, K]` under `strategy`.
 
-    Two epochs of S/2 steps; the second is timed (the first traces).
+    First `check_steps` steps (which also trace the step), a snapshot of the
+    weights, then the remaining S - check_steps steps, timed.
 
     Returns:
-        `(weights, timing)`: the trainable weights (NumPy) after S steps and
-        `{"images", "wall_s", "cpu_s"}` of the timed epoch in this process.
+        dict: `checked` and `final` (the trainable weights as NumPy arrays
+        after `check_steps` and after S steps), `max_abs_update` (largest
+        change of one weight over the first `check_steps` steps), and
+        `images`, `wall_s`, `cpu_s` of the timed steps in this process.
     """
     import keras
     import tensorflow as tf
 
-    from keras_metacleaner.training import strategy as kmc_strategy
+    from keras_metacleaner.training import keras_workarounds
 
     steps, groups = int(x.shape[0]), int(x.shape[1])
-    if steps < 2 or steps % 2:
-        raise ValueError(f"need an even number of steps >= 2, got {steps}.")
+    if not 1 <= check_steps < steps:
+        raise ValueError(f"need 1 <= check_steps={check_steps} < steps={steps}.")
     keras.utils.set_random_seed(SEED)
     with strategy.scope():
-        model = build_model(num_classes, x.shape[3:], learning_rate)
+        model = build_model(num_classes, x.shape[3:], learning_rate, **overrides)
     initial = [keras.ops.convert_to_numpy(v) for v in model.trainable_weights]
-    # Global batches of K subsets; the strategy splits each on K between replicas.
-    dataset = tf.data.Dataset.from_tensor_slices(
-        (x.reshape(steps * groups, *x.shape[2:]), y.reshape(steps * groups))
-    ).batch(groups, drop_remainder=True)
     options = tf.data.Options()
     options.deterministic = True
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    dataset = dataset.with_options(options)
 
-    class Clock(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.start = (time.perf_counter(), time.process_time())
+    def global_batches(first, last):
+        # Global batches of K subsets; the strategy splits each on K between replicas.
+        part_x, part_y = x[first:last], y[first:last]
+        count = (last - first) * groups
+        dataset = tf.data.Dataset.from_tensor_slices(
+            (part_x.reshape(count, *x.shape[2:]), part_y.reshape(count))
+        ).batch(groups, drop_remainder=True)
+        return dataset.with_options(options)
 
-        def on_epoch_end(self, epoch, logs=None):
-            self.elapsed = (
-                time.perf_counter() - self.start[0],
-                time.process_time() - self.start[1],
-            )
-
-    clock = Clock()
+    first_part = global_batches(0, check_steps)
     if multi_worker:
-        # As training.recipe does: build state from a local batch, since Keras 3's
-        # symbolic build of a distributed batch fails (keras-team/keras#20585).
-        for batch in dataset.take(1):
-            with strategy.scope():
-                model._symbolic_build(data_batch=batch)
-                model.optimizer.build(model.trainable_variables)
-        model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
-        reduction = kmc_strategy.keras_multi_worker_reduction()
+        # Training's work-arounds for Keras 3 under MultiWorkerMirroredStrategy.
+        keras_workarounds.build_before_multi_worker_fit(model, first_part, strategy)
+        reduction = keras_workarounds.multi_worker_reduction()
     else:
-        import contextlib
-
         reduction = contextlib.nullcontext()
     with reduction:
+        model.fit(first_part, epochs=1, steps_per_epoch=check_steps, verbose=0, shuffle=False)
+        checked = [keras.ops.convert_to_numpy(v) for v in model.trainable_weights]
+        wall, cpu = time.perf_counter(), time.process_time()
         model.fit(
-            dataset,
-            epochs=2,
-            steps_per_epoch=steps // 2,
-            callbacks=[clock],
+            global_batches(check_steps, steps),
+            epochs=1,
+            steps_per_epoch=steps - check_steps,
             verbose=0,
             shuffle=False,
         )
-    weights = [keras.ops.convert_to_numpy(v) for v in model.trainable_weights]
-    images = steps // 2 * groups * int(x.shape[2])
-    # How far training moved the weights: the scale the differences are judged against.
-    moved = max(float(abs(a - b).max()) for a, b in zip(weights, initial))
-    timing = {"images": images, "wall_s": clock.elapsed[0], "cpu_s": clock.elapsed[1]}
-    return weights, {**timing, "max_abs_update": moved}
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    final = [keras.ops.convert_to_numpy(v) for v in model.trainable_weights]
+    return {
+        "checked": checked,
+        "final": final,
+        # How far training moved the weights: the scale the differences are judged against.
+        "max_abs_update": max(float(abs(a - b).max()) for a, b in zip(checked, initial)),
+        "images": (steps - check_steps) * groups * int(x.shape[2]),
+        "wall_s": wall,
+        "cpu_s": cpu,
+    }
 
 
 def compare(weights, reference) -> dict:
@@ -187,11 +207,18 @@ def child(args) -> None:
     else:
         strategy = kmc_strategy.get_strategy("default")
     x, y, num_classes = grouped_batches(args.steps, args.groups)
-    weights, timing = train(
-        strategy, x, y, num_classes, multi_worker=args.child.startswith("multi_worker")
+    result = train(
+        strategy,
+        x,
+        y,
+        num_classes,
+        args.check_steps,
+        multi_worker=args.child.startswith("multi_worker"),
     )
     task = kmc_strategy.task_id()
-    np.savez(os.path.join(args.workdir, f"{args.child}.{task}.npz"), *weights)
+    for point in ("checked", "final"):
+        path = os.path.join(args.workdir, f"{args.child}.{task}.{point}.npz")
+        np.savez(path, *result.pop(point))
     print(
         "RESULT "
         + json.dumps(
@@ -199,7 +226,7 @@ def child(args) -> None:
                 "mode": args.child,
                 "task": task,
                 "replicas": strategy.num_replicas_in_sync,
-                **timing,
+                **result,
             }
         ),
         flush=True,
@@ -229,6 +256,7 @@ def _run_mode(mode: str, args, workdir: str) -> list[dict]:
         os.path.abspath(__file__),
         f"--child={mode}",
         f"--steps={args.steps}",
+        f"--check_steps={args.check_steps}",
         f"--groups={args.groups}",
         f"--workdir={workdir}",
     ]
@@ -279,25 +307,34 @@ def markdown(report: dict) -> str:
         + f", {report['date_utc']}, {report['machine']}.",
         "",
         "| run | processes | replicas | images / s (wall) | CPU ms / image (all processes) "
-        "| max abs weight difference vs one device | same weights |",
-        "|---|---:|---:|---:|---:|---:|---|",
+        f"| max abs weight difference vs one device after {report['check_steps']} steps "
+        f"| same weights | ... after {report['steps']} steps |",
+        "|---|---:|---:|---:|---:|---:|---|---:|",
     ]
     for mode, r in report["runs"].items():
+        one = mode == "one_device"
         lines.append(
             f"| `{mode}` | {r['processes']} | {r['replicas']} | {r['images_per_second']:,.0f} | "
             f"{r['cpu_ms_per_image']:.3f} | "
-            + ("-" if mode == "one_device" else f"{r['max_abs_diff']:.2e}")
-            + f" | {'-' if mode == 'one_device' else ('yes' if r['agree'] else 'NO')} |"
+            + ("-" if one else f"{r['max_abs_diff_checked']:.2e}")
+            + f" | {'-' if one else ('yes' if r['agree'] else 'NO')} | "
+            + ("-" if one else f"{r['max_abs_diff_final']:.2e}")
+            + " |"
         )
     lines += [
         "",
-        f"Training moved the weights by up to {report['runs']['one_device']['max_abs_update']:.2e}"
-        " (largest absolute change of one weight on one device). "
         f"{report['steps']} steps of {report['images_per_step']} images (K = {report['groups']} "
-        f"subsets of N = {SUBSET_SIZE}, one global batch split on K), seed {SEED}, the "
-        f"project's default MetaCleaner method on a small CNN; the second half of the steps is "
-        f"timed. Same weights: `numpy.allclose(rtol={RTOL}, atol={ATOL})` on every trainable "
-        "weight. **These CPU numbers are a correctness and overhead check, not a speed claim**: "
+        f"subsets of N = {SUBSET_SIZE}, one global batch split on K between the replicas), seed "
+        f"{SEED}, the project's default MetaCleaner method on a small CNN, SGD 0.02 with "
+        f"momentum 0.9. The first {report['check_steps']} steps moved the weights by up to "
+        f"{report['runs']['one_device']['max_abs_update']:.2e} (largest change of one weight on "
+        "one device); after them every run must hold one device's weights: "
+        f"`numpy.allclose(rtol={RTOL}, atol={ATOL})` on every trainable weight. The remaining "
+        "steps are timed. Their last column shows how the float32 rounding differences (the "
+        "all-reduce sums in another order) grow as training goes on: the runs are the same "
+        "computation, not bit-identical, and a non-smooth loss term (the `max_alpha` subset "
+        "weights pick a maximum) amplifies them. "
+        "**These CPU numbers are a correctness and overhead check, not a speed claim**: "
         "the replicas and workers share the same 2 CPU cores (which other jobs also used while "
         "this ran), so distributing can only add the all-reduce and coordination cost here. "
         "Speed-ups need GPUs or machines: see docs/gpu_and_cluster.md.",
@@ -307,7 +344,10 @@ def markdown(report: dict) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=40, help="training steps (even)")
+    parser.add_argument("--steps", type=int, default=40, help="training steps in all")
+    parser.add_argument(
+        "--check_steps", type=int, default=4, help="steps after which the weights must agree"
+    )
     parser.add_argument("--groups", type=int, default=32, help="K, subsets per global batch")
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--timeout", type=float, default=1200)
@@ -322,11 +362,12 @@ def main(argv=None) -> int:
     modes = [m for m in args.modes.split(",") if m]
     if not modes or any(m not in MODES for m in modes) or modes[0] != "one_device":
         parser.error(f"--modes: a list of {MODES} starting with one_device, got {args.modes!r}")
-    if args.steps < 2 or args.steps % 2:
-        parser.error(f"--steps must be even and >= 2, got {args.steps}")
+    if not 1 <= args.check_steps < args.steps:
+        parser.error(f"need 1 <= --check_steps < --steps, got {args.check_steps}, {args.steps}")
     if args.groups < 2 or args.groups % 2:
         parser.error(f"--groups must be even (2 replicas split it), got {args.groups}")
 
+    commit = _commit()  # of the code measured, before anything is written
     runs = {}
     with tempfile.TemporaryDirectory(prefix="kmc-scaling-") as workdir:
         for mode in modes:
@@ -342,15 +383,18 @@ def main(argv=None) -> int:
                 "max_abs_update": results[0]["max_abs_update"],
                 "per_process": results,
             }
-            reference = _load_weights(os.path.join(workdir, "one_device.chief.npz"))
-            for r in results:
-                weights = _load_weights(os.path.join(workdir, f"{mode}.{r['task']}.npz"))
-                r.update(compare(weights, reference))
-            runs[mode]["max_abs_diff"] = max(r["max_abs_diff"] for r in results)
-            runs[mode]["agree"] = all(r["agree"] for r in results)
+            for point in ("checked", "final"):
+                reference = _load_weights(os.path.join(workdir, f"one_device.chief.{point}.npz"))
+                for r in results:
+                    path = os.path.join(workdir, f"{mode}.{r['task']}.{point}.npz")
+                    r[point] = compare(_load_weights(path), reference)
+                runs[mode][f"max_abs_diff_{point}"] = max(r[point]["max_abs_diff"] for r in results)
+            runs[mode]["agree"] = all(r["checked"]["agree"] for r in results)
             print(
                 f"{mode:<15} {runs[mode]['images_per_second']:8,.0f} images/s  "
-                f"max |w - w_one_device| {runs[mode]['max_abs_diff']:.2e}  "
+                f"max |w - w_one_device| {runs[mode]['max_abs_diff_checked']:.2e} after "
+                f"{args.check_steps} steps, {runs[mode]['max_abs_diff_final']:.2e} after "
+                f"{args.steps}  "
                 f"{'same weights' if runs[mode]['agree'] else 'WEIGHTS DIFFER'}",
                 file=sys.stderr,
                 flush=True,
@@ -358,10 +402,11 @@ def main(argv=None) -> int:
     report = {
         "benchmark": "scaling",
         "command": " ".join(["benchmarks/scaling.py", *(sys.argv[1:] if argv is None else argv)]),
-        "commit": _commit(),
+        "commit": commit,
         "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
         "steps": args.steps,
+        "check_steps": args.check_steps,
         "groups": args.groups,
         "images_per_step": args.groups * SUBSET_SIZE,
         "tolerance": {"rtol": RTOL, "atol": ATOL},

@@ -17,7 +17,7 @@ import tensorflow as tf
 from test_case import random_subsets, two_replica_strategy
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-STEPS, K, N, C = 4, 4, 4, 3
+STEPS, CHECK, K, N, C = 4, 2, 4, 4, 3
 
 
 def _scaling():
@@ -40,30 +40,31 @@ def test_two_replicas_end_with_the_weights_of_one_device():
     x, y = _batches()
     strategy = two_replica_strategy()
     assert strategy.num_replicas_in_sync == 2
-    single, timing = scaling.train(tf.distribute.get_strategy(), x, y, C, learning_rate=0.2)
-    mirrored, mirrored_timing = scaling.train(strategy, x, y, C, learning_rate=0.2)
+    single = scaling.train(tf.distribute.get_strategy(), x, y, C, CHECK, learning_rate=0.2)
+    mirrored = scaling.train(strategy, x, y, C, CHECK, learning_rate=0.2)
     # The comparison means something only if training moved the weights.
-    assert timing["max_abs_update"] > 1e-2
-    assert timing["images"] == mirrored_timing["images"] == STEPS // 2 * K * N
-    result = scaling.compare(mirrored, single)
-    assert result["agree"], result
-    assert result["max_abs_diff"] < 1e-4
+    assert single["max_abs_update"] > 1e-2
+    assert single["images"] == mirrored["images"] == (STEPS - CHECK) * K * N
+    for point in ("checked", "final"):
+        result = scaling.compare(mirrored[point], single[point])
+        assert result["agree"], (point, result)
+        assert result["max_abs_diff"] < 1e-4
 
 
 def test_the_comparison_sees_different_training():
     scaling = _scaling()
     x, y = _batches()
-    single, _ = scaling.train(tf.distribute.get_strategy(), x, y, C, learning_rate=0.2)
-    # One global batch in a different order of subsets is the same sum; other labels are not.
-    other, _ = scaling.train(tf.distribute.get_strategy(), x, (y + 1) % C, C, learning_rate=0.2)
+    default = tf.distribute.get_strategy()
+    single = scaling.train(default, x, y, C, CHECK, learning_rate=0.2)["checked"]
+    other = scaling.train(default, x, (y + 1) % C, C, CHECK, learning_rate=0.2)["checked"]
     result = scaling.compare(other, single)
     assert not result["agree"] and result["max_abs_diff"] > 1e-3
     np.testing.assert_equal(scaling.compare(single, single)["max_abs_diff"], 0.0)
 
 
-@pytest.mark.parametrize("steps", [3, 0])
-def test_train_needs_an_even_number_of_steps(steps):
+@pytest.mark.parametrize("check_steps", [0, STEPS])
+def test_train_needs_steps_before_and_after_the_check(check_steps):
     scaling = _scaling()
     x, y = _batches()
-    with pytest.raises(ValueError, match="even number of steps"):
-        scaling.train(tf.distribute.get_strategy(), x[:steps], y[:steps], C)
+    with pytest.raises(ValueError, match="check_steps"):
+        scaling.train(tf.distribute.get_strategy(), x, y, C, check_steps)
