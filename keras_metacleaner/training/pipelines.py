@@ -2,10 +2,21 @@
 
 Which one a method trains on is its registry entry's `inputs`
 (`training.methods`). Pipelines are unbatched-in, batched-out, deterministic
-for a seed, and repeat-free (the stages repeat them).
+for a seed, and repeat-free (the stages repeat them), except the distributed
+grouped input (`distributed_grouped_pipeline`), which repeats inside each
+input pipeline.
+
+Under a strategy with several replicas or workers, the grouped input is built
+per input pipeline with `strategy.distribute_datasets_from_function` and
+`data.group_by_class(..., input_context=...)`: each worker plans the epoch's
+subsets and decodes only its own share. The single-image inputs (baseline,
+peers, fine-tuning) keep `Dataset.shard`-by-element auto-sharding
+(`distribute_options`).
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import tensorflow as tf
@@ -71,6 +82,82 @@ def grouped_pipeline(config: TrainConfig, train: Split, num_classes: int) -> tf.
         labels=train.labels,
         num_replicas=1,  # checked against the strategy by `stages.check_replicas`
     )
+
+
+@dataclasses.dataclass
+class DistributedInput:
+    """The grouped training input of a multi-replica run (`distributed_grouped_pipeline`).
+
+    Attributes:
+        distributed: the repeated `tf.distribute.DistributedDataset` that `fit` takes as it is.
+        local: this process's first input pipeline, unrepeated: per-replica
+            batches of its own subsets (for the probe batch; never for `fit`).
+    """
+
+    distributed: tf.distribute.DistributedDataset
+    local: tf.data.Dataset
+
+    def spec_batch(self) -> tf.data.Dataset:
+        """One all-zero batch of `local`'s element spec: builds a model without reading images."""
+
+        def zeros(spec):
+            return tf.zeros([d if d is not None else 1 for d in spec.shape], spec.dtype)
+
+        return tf.data.Dataset.from_tensors(tf.nest.map_structure(zeros, self.local.element_spec))
+
+
+def distributes_grouped(config: TrainConfig, strategy: tf.distribute.Strategy) -> bool:
+    """Whether `config`'s grouped input is built per input pipeline of `strategy`.
+
+    True for grouped methods under `multi_worker`, or any strategy with more
+    than one replica; a single device keeps the plain `grouped_pipeline`.
+    """
+    return config.method_spec.inputs == "grouped" and (
+        config.strategy == "multi_worker" or strategy.num_replicas_in_sync > 1
+    )
+
+
+def distributed_grouped_pipeline(
+    config: TrainConfig, train: Split, num_classes: int, strategy: tf.distribute.Strategy
+) -> DistributedInput:
+    """Grouped batches whose every input pipeline plans the epoch and decodes only its share.
+
+    `strategy.distribute_datasets_from_function` calls `group_by_class` with
+    each pipeline's `InputContext`: the global subset plan is cut by pipeline
+    before any image is read (every subset of an epoch goes to exactly one
+    worker) and each replica gets `K / replicas` subsets a step. The repeat is
+    inside the function, so `fit(steps_per_epoch=...)` runs one iterator
+    through all epochs.
+
+    Args:
+        config: the run's configuration (grouped method).
+        train: the training split.
+        num_classes: number of classes.
+        strategy: the run's strategy.
+
+    Returns:
+        A `DistributedInput`.
+    """
+    local = []
+
+    def dataset_fn(input_context: tf.distribute.InputContext) -> tf.data.Dataset:
+        dataset = data.group_by_class(
+            train.loaded if train.loaded is not None else train.dataset,
+            subset_size=config.subset_size,
+            groups_per_batch=config.batch_size // config.subset_size,
+            seed=config.seed,
+            num_classes=num_classes,
+            augment=augment_fn(config),
+            labels=train.labels,
+            input_context=input_context,
+        )
+        local.append(dataset)
+        options = tf.data.Options()
+        options.deterministic = True
+        return dataset.repeat().prefetch(tf.data.AUTOTUNE).with_options(options)
+
+    distributed = strategy.distribute_datasets_from_function(dataset_fn)
+    return DistributedInput(distributed, local[0])
 
 
 def single_pipeline(

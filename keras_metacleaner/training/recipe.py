@@ -373,7 +373,17 @@ def _train(
 
     selection = None
     if config.epochs:
-        train_ds = pipelines.training_pipeline(config, train, info.num_classes, image_shape)
+        build_batch = None
+        if pipelines.distributes_grouped(config, strategy):
+            # Each worker plans the epoch and decodes only its own subsets.
+            train_input = pipelines.distributed_grouped_pipeline(
+                config, train, info.num_classes, strategy
+            )
+            train_ds, fit_ds = train_input.local, train_input.distributed
+            build_batch = train_input.spec_batch()
+        else:
+            train_ds = pipelines.training_pipeline(config, train, info.num_classes, image_shape)
+            fit_ds = train_ds.repeat()
         extra = list(method.callbacks(model, config))
         alpha_cb = None
         if method.grouped:
@@ -385,7 +395,7 @@ def _train(
         selection = selection_for("train")
         history += stages.fit_stage(
             model,
-            train_ds.repeat(),
+            fit_ds,
             "train",
             config.epochs,
             steps,
@@ -395,6 +405,7 @@ def _train(
             strategy=strategy,
             selection=selection,
             extra=extra,
+            build_batch=build_batch,
         )
         if alpha_cb is not None:
             alpha_summary = _alpha_summary(model, alpha_cb, history)

@@ -82,7 +82,7 @@ def stage_callbacks(dirs: Dirs, stage: str, epochs: int, selection=None, extra=(
 
 def fit_stage(
     model: keras.Model,
-    dataset: tf.data.Dataset,
+    dataset: tf.data.Dataset | tf.distribute.DistributedDataset,
     stage: str,
     epochs: int,
     steps: int,
@@ -93,17 +93,29 @@ def fit_stage(
     strategy: tf.distribute.Strategy,
     selection=None,
     extra=(),
+    build_batch: tf.data.Dataset | None = None,
 ) -> list[dict]:
     """Fits one stage ("train" or "finetune") on a repeated dataset; returns all its epochs.
+
+    `dataset` is a repeated `tf.data.Dataset` (auto-sharded by element under
+    multi_worker) or an already distributed dataset
+    (`pipelines.distributed_grouped_pipeline`), which `fit` takes as it is.
+    The multi-worker build workaround needs an undistributed batch: the first
+    of `build_batch` (required with a distributed dataset), else of `dataset`.
 
     The returned list comes from `EpochHistory`, not from fit's History: it
     also holds the epochs trained before a resume.
     """
     multi_worker = config.strategy == "multi_worker"
-    dataset = distribute_options(dataset.prefetch(tf.data.AUTOTUNE), multi_worker)
+    if isinstance(dataset, tf.distribute.DistributedDataset):
+        if build_batch is None:
+            raise ValueError("fit_stage: a distributed dataset needs `build_batch`.")
+    else:
+        dataset = distribute_options(dataset.prefetch(tf.data.AUTOTUNE), multi_worker)
+        build_batch = dataset if build_batch is None else build_batch
     cbs = stage_callbacks(dirs, stage, epochs, selection, extra)
     if multi_worker:
-        keras_workarounds.build_before_multi_worker_fit(model, dataset, strategy)
+        keras_workarounds.build_before_multi_worker_fit(model, build_batch, strategy)
     verbose = config.verbose if config.verbose == "auto" else int(config.verbose)
     model.fit(
         dataset,
