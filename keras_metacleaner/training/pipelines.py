@@ -111,6 +111,11 @@ def distributes_grouped(config: TrainConfig, strategy: tf.distribute.Strategy) -
 
     True for grouped methods under `multi_worker`, or any strategy with more
     than one replica; a single device keeps the plain `grouped_pipeline`.
+
+    Example:
+
+    >>> distributes_grouped(TrainConfig("x", "/tmp/r"), tf.distribute.get_strategy())
+    False
     """
     return config.method_spec.inputs == "grouped" and (
         config.strategy == "multi_worker" or strategy.num_replicas_in_sync > 1
@@ -137,6 +142,11 @@ def distributed_grouped_pipeline(
 
     Returns:
         A `DistributedInput`.
+
+    Example:
+
+    >>> train_input = distributed_grouped_pipeline(config, train, 10, strategy)  # doctest: +SKIP
+    >>> model.fit(train_input.distributed, steps_per_epoch=steps)  # doctest: +SKIP
     """
     local = []
 
