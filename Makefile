@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 RUN_DIR ?= runs/quickstart
 EXPORT_DIR ?= exports/fashion_mnist
 
-.PHONY: install data run test lint format bench bench-accuracy bench-step bench-pipeline bench-serving bench-epoch bench-labels clean figures
+.PHONY: install data run test lint format bench bench-accuracy bench-step bench-pipeline bench-serving bench-epoch bench-scaling bench-labels clean figures
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -62,7 +62,10 @@ bench-labels: install data
 bench-epoch: install data
 	$(PY) benchmarks/epoch_throughput.py --results_md=docs/results.md
 
-bench: bench-step bench-pipeline bench-serving bench-epoch bench-accuracy bench-labels
+bench-scaling: install data
+	$(PY) benchmarks/scaling.py --results_md=docs/results.md
+
+bench: bench-step bench-pipeline bench-serving bench-epoch bench-scaling bench-accuracy bench-labels
 
 # The notebooks in full mode (QUICK=False; hours on a CPU), their figures into docs/figures/;
 # the executed copies go to runs/notebooks/. `make test` runs them in quick mode instead.

@@ -188,7 +188,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as root:
         count = 600 if args.quick else args.jpegs
         write_jpegs(root, count)
-        train, _, info = kmc.data.load(f"folder:{root}", validation_split=0.05, seed=SEED)
+        train, _, info = kmc.data.load(f"folder:{root}?test_fraction=0.05", seed=SEED)
         augment = kmc.data.train_augment(56)
         results["jpeg_folder"] = compare(
             f"folder of {count} 64x64 JPEGs (decode + augment 56->64->crop 56 + flip)",

@@ -91,17 +91,9 @@ def main(argv: list[str]) -> int:
     model_path = FLAGS.model.rstrip("/")
     if not os.path.exists(model_path):
         return _fail(f"--model={FLAGS.model}: no such file or directory.")
-    try:
-        kind, target, _ = data.parse_spec(FLAGS.dataset)
-    except ValueError as e:
-        return _fail(f"--dataset={FLAGS.dataset}: {e}")
-    if (
-        kind in ("npz",)
-        and not os.path.isfile(target)
-        or kind in ("folder", "food101n", "clothing1m")
-        and not os.path.isdir(target)
-    ):
-        return _fail(f"--dataset={FLAGS.dataset}: {target!r} does not exist.")
+    problem = data.check_spec(FLAGS.dataset)
+    if problem:
+        return _fail(f"--dataset={FLAGS.dataset}: {problem}")
     if FLAGS.batch_size < 1:
         return _fail(f"--batch_size={FLAGS.batch_size} must be >= 1.")
     output_dir = FLAGS.output_dir or os.path.join(

@@ -15,17 +15,12 @@ import socket
 
 from absl import flags
 
+from keras_metacleaner.data import noise_spec
+from keras_metacleaner.data import registry as data_registry
 from keras_metacleaner.training import strategy as strategy_lib
 from keras_metacleaner.training.config import SPLIT_PREFIX, TrainConfig, config_fields
 
 USAGE_ERROR = 2
-#: Dataset spec kinds whose target must exist, and how to check it.
-_PATH_SPECS = {
-    "npz": os.path.isfile,
-    "folder": os.path.isdir,
-    "food101n": os.path.isdir,
-    "clothing1m": os.path.isdir,
-}
 IMAGENET_WEIGHTS = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
 IMAGENET_URL = (
     f"https://storage.googleapis.com/tensorflow/keras-applications/resnet/{IMAGENET_WEIGHTS}"
@@ -88,13 +83,10 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS, exclude=()) -> lis
 
 
 def _check_spec(flag: str, spec: str) -> None:
-    """A dataset spec's file or directory must exist (the rest is checked when loading)."""
-    kind, _, rest = spec.partition(":")
-    target = rest.split("?", 1)[0]
-    exists = _PATH_SPECS.get(kind)
-    if exists is not None and not exists(target):
-        what = "file" if kind == "npz" else "directory"
-        raise UsageError(f"--{flag}={spec}: the {what} {target!r} does not exist.")
+    """A dataset spec's syntax and its file or directory, as the sources' registry defines them."""
+    problem = data_registry.check_spec(spec)
+    if problem:
+        raise UsageError(f"--{flag}={spec}: {problem}")
 
 
 def _imagenet_reachable(timeout: float = 3.0) -> bool:
@@ -167,11 +159,13 @@ def config_from_flags(flag_values: flags.FlagValues = flags.FLAGS) -> TrainConfi
     spec = config.finetune_dataset
     if spec and not spec.startswith(SPLIT_PREFIX):
         _check_spec("finetune_dataset", spec)
-    transition = config.noise_type.partition("transition:")[2]
-    if transition and not os.path.isfile(transition):
-        raise UsageError(
-            f"--noise_type={config.noise_type}: the file {transition!r} does not exist."
+    try:
+        # The noise type, its rate and any matrix file (size, rows summing to 1).
+        noise_spec.noise_from_spec(
+            config.noise_type, config.noise_rate, dataset_name=config.dataset
         )
+    except (OSError, ValueError) as e:
+        raise UsageError(f"--noise_type={config.noise_type}: {e}") from None
     _check_backbone_weights(config.backbone_weights)
     if config.strategy == "multi_worker":
         try:

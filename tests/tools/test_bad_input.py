@@ -36,10 +36,6 @@ from tools.tool_helpers import PYTHON, TOOLS, import_tool, invoke, subprocess_en
 WAITING = {
     "loss-turns-nan": "needs core: tools/train.py maps NonFiniteLossError to one error line "
     "(today: a traceback, exit 1)",
-    "label-issues-default-output": "needs labels: find_label_issues.py builds a TrainConfig "
-    "with batch_size=128, which prepare_data refuses for data of fewer than 128 images",
-    "jit-labels-differ-in-subset": "needs model: fit(jit_compile=True) raises TypeError "
-    "(make_train_function uses the None that Keras' super() returns)",
 }
 
 NUM_CLASSES, TRAIN_PER_CLASS, TEST_PER_CLASS, SIZE = 4, 12, 4, 8
