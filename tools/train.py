@@ -34,6 +34,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import train_flags  # noqa: E402
 from train_flags import USAGE_ERROR, UsageError  # noqa: E402
 
+from keras_metacleaner.training import run_directory  # noqa: E402
+
 FLAGS = flags.FLAGS
 
 train_flags.define_flags()
@@ -59,6 +61,17 @@ class _QuietLibraries(std_logging.Filter):
 def build_config():
     """Validates the flags and turns them into a `TrainConfig` (writes nothing, no TensorFlow)."""
     config = train_flags.config_from_flags(FLAGS)
+    if config.strategy != "multi_worker":
+        # The model directory too, before TensorFlow starts (the library checks it again
+        # once the data is loaded; under multi_worker only the chief may, so it waits).
+        try:
+            run_directory.RunDirectory(config.model_dir).check(
+                config.resolved().flat(),
+                overwrite=config.overwrite,
+                extra_files=run_directory.entry_inside(config.model_dir, config.export_dir),
+            )
+        except ValueError as e:
+            raise UsageError(f"--{e}") from None
     if FLAGS.baseline_results and not os.path.isfile(FLAGS.baseline_results):
         raise UsageError(f"--baseline_results={FLAGS.baseline_results}: no such file.")
     if FLAGS.logical_cpus < 0:
@@ -116,7 +129,7 @@ def parse_flags(argv: list[str]) -> list[str]:
     try:
         return FLAGS(argv)
     except flags.Error as e:
-        sys.stderr.write(f"train.py: error: {e}\nPass --helpfull to see every flag.\n")
+        sys.stderr.write(f"train.py: error: {e} (--helpfull lists every flag)\n")
         sys.exit(USAGE_ERROR)
 
 
@@ -155,7 +168,14 @@ def main(argv: list[str]) -> int:
         prefix = "--" if flag.isidentifier() and flag in FLAGS else ""
         sys.stderr.write(f"train.py: error: {prefix}{message}\n")
         return USAGE_ERROR
-    results = recipe.train(prepared)
+    from keras_metacleaner.training.guards import NonFiniteLossError
+
+    try:
+        results = recipe.train(prepared)
+    except NonFiniteLossError as e:
+        # The run had started (exit 1, not 2); no epoch with non-finite weights was kept.
+        sys.stderr.write(f"train.py: error: {str(e).splitlines()[0]}\n")
+        return 1
     if not strategy.is_chief():
         return 0
     config = prepared.config

@@ -39,7 +39,7 @@ from keras_metacleaner.training.results import (
     accuracy_summary,
     git_commit,
 )
-from keras_metacleaner.training.run_directory import RESUME_NEUTRAL, RunDirectory
+from keras_metacleaner.training.run_directory import RESUME_NEUTRAL, RunDirectory, entry_inside
 from keras_metacleaner.training.selection import LOG_KEYS, ValidationSelection, inference_model
 
 __all__ = ["build_model", "finished_run", "plain_classifier", "prepare_run", "run", "train"]
@@ -140,15 +140,11 @@ def prepare_run(config: TrainConfig, strategy=None) -> PreparedRun:
     run_dir = run_directory(config.model_dir)
     verdict = None
     if chief:
-        extra = []
-        if config.export_dir:
-            inside = os.path.relpath(
-                os.path.abspath(config.export_dir), os.path.abspath(run_dir.path)
-            )
-            if not inside.startswith(".."):
-                extra.append(inside.split(os.sep)[0])
         verdict = run_dir.check(
-            config.flat(), overwrite=config.overwrite, ignore=RESUME_NEUTRAL, extra_files=extra
+            config.flat(),
+            overwrite=config.overwrite,
+            ignore=RESUME_NEUTRAL,
+            extra_files=entry_inside(run_dir.path, config.export_dir),
         )
     return PreparedRun(config, strategy, data, run_dir, verdict, chief, kmc_strategy.task_id())
 

@@ -179,6 +179,32 @@ def _remove(path: str) -> None:
         shutil.rmtree(path)
 
 
+def entry_inside(run_path: str, other: str | None) -> list[str]:
+    """The top-level entry of `run_path` that holds `other`, if `other` lies inside it.
+
+    A run may write its SavedModel export inside its own directory; that entry
+    is then the run's too (`RunDirectory.check(extra_files=...)`).
+
+    Args:
+        run_path: the run directory.
+        other: another output path (e.g. the export directory), or None.
+
+    Returns:
+        `[name]` of the entry of `run_path` that contains `other`, or `[]`.
+
+    Example:
+
+    >>> entry_inside("runs/a", "runs/a/export/1"), entry_inside("runs/a", "exports")
+    (['export'], [])
+    """
+    if not other:
+        return []
+    inside = os.path.relpath(os.path.abspath(other), os.path.abspath(run_path))
+    if inside == os.curdir or inside.startswith(os.pardir):
+        return []
+    return [inside.split(os.sep)[0]]
+
+
 class RunDirectory:
     """A training run's `model_dir`: checks it, claims it, and closes it in a safe order.
 
