@@ -10,7 +10,6 @@ trials, and the interrupted trial's run resumes from its last epoch.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from collections.abc import Callable
@@ -71,16 +70,6 @@ def validation_score(results: dict) -> tuple[float, str, int | None]:
             raise ValueError("results.json has no noisy_val_accuracy in its history.")
         score = rows[-1]["noisy_val_accuracy"]
     return float(score), str(kind), validation.get("size")
-
-
-def _replace(config, **settings):
-    """A copy of a `TrainConfig` with some settings (flat names) changed."""
-    if not dataclasses.is_dataclass(config) or hasattr(config, "flat"):
-        copy = config.replace()  # the nested config: flat names are settable attributes
-        for name, value in settings.items():
-            setattr(copy, name, value)
-        return copy
-    return dataclasses.replace(config, **settings)
 
 
 def _grouped_methods() -> list[str] | None:
@@ -210,7 +199,7 @@ class TrainingTuner(base_tuner.BaseTuner):
         if settings["method"] not in self.space.grouped and hasattr(self.config, "model"):
             # The recipe may override MetaCleaner options; a single-image method takes none.
             settings.update({name: None for name in _CLEANER_OPTIONS})
-        return _replace(self.config, **settings)
+        return self.config.replace(**settings)
 
     def run_trial(self, trial, *args, **kwargs) -> dict:
         config = self.trial_config(trial.trial_id, trial.hyperparameters.values)
