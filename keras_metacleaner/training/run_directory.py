@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import fnmatch
 import json
-import math
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
+
+from keras_metacleaner.training.results import to_jsonable, write_json_atomic
 
 #: Every name a run writes at the top of its `model_dir` (shell patterns; a
 #: trailing "/" marks a directory). The one list: nothing else is ever deleted.
@@ -89,19 +89,6 @@ def _flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def _plain(value: Any) -> Any:
-    """JSON-able, comparable form: tuples as lists, NumPy scalars as Python, NaN as None."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
-        return _plain(value.tolist())
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def config_differences(
     recorded: Mapping[str, Any], new: Mapping[str, Any], ignore: Iterable[str] = RESUME_NEUTRAL
 ) -> list[str]:
@@ -121,7 +108,7 @@ def config_differences(
     ['seed: 0 -> 3']
     """
     ignore = set(ignore)
-    old, cur = _flatten(_plain(recorded)), _flatten(_plain(new))
+    old, cur = _flatten(to_jsonable(recorded)), _flatten(to_jsonable(new))
     missing = object()
     lines = []
     for key in sorted(set(old) | set(cur)):
@@ -133,38 +120,6 @@ def config_differences(
             shown_b = "(unset)" if b is missing else json.dumps(b)
             lines.append(f"{key}: {shown_a} -> {shown_b}")
     return lines
-
-
-def write_json_atomic(path: str, data: Any) -> str:
-    """Writes JSON through a temporary file in the same directory and a rename.
-
-    Args:
-        path: destination.
-        data: JSON-able data (tuples, NumPy scalars and NaN are converted).
-
-    Returns:
-        `path`.
-
-    Example:
-
-    >>> p = write_json_atomic(os.path.join(tempfile.mkdtemp(), "a.json"), {"x": (1, 2)})
-    >>> json.load(open(p))
-    {'x': [1, 2]}
-    """
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(_plain(data), handle, indent=2, allow_nan=False)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path
 
 
 def _shorten(names: list[str]) -> str:
@@ -407,6 +362,7 @@ class RunDirectory:
 
         Example:
 
+        >>> import tempfile
         >>> run_dir = RunDirectory(os.path.join(tempfile.mkdtemp(), "r"))
         >>> run_dir.start({}, fresh=True)
         Traceback (most recent call last):
@@ -428,7 +384,7 @@ class RunDirectory:
         if record is None:
             record = {
                 "kind": RUN_KIND,
-                "config": _plain(config),
+                "config": to_jsonable(config),
                 "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             }
             write_json_atomic(os.path.join(self.path, RUN_FILE), record)
@@ -461,6 +417,7 @@ class RunDirectory:
 
         Example:
 
+        >>> import tempfile
         >>> run_dir = RunDirectory(tempfile.mkdtemp())
         >>> run_dir.finish({"test_accuracy": 0.9})
         >>> run_dir.finished()
