@@ -124,13 +124,7 @@ def comparison_table(results: dict, baseline: dict | None) -> str:
     return "\n".join(out)
 
 
-def parse_flags(argv: list[str]) -> list[str]:
-    """absl flag parsing with exit code 2 (usage error) instead of 1."""
-    try:
-        return FLAGS(argv)
-    except flags.Error as e:
-        sys.stderr.write(f"train.py: error: {e} (--helpfull lists every flag)\n")
-        sys.exit(USAGE_ERROR)
+parse_flags = train_flags.flags_parser("train.py")
 
 
 def main(argv: list[str]) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 
 from absl import flags
 
@@ -29,6 +30,27 @@ IMAGENET_URL = (
 
 class UsageError(ValueError):
     """A flag value that cannot work; the tools exit with code 2 before any work."""
+
+
+def flags_parser(tool: str, flag_values: flags.FlagValues = flags.FLAGS):
+    """An `app.run(flags_parser=...)` that exits 2 with one line on a flag it cannot parse.
+
+    Args:
+        tool: the tool's file name, the first word of the error line.
+        flag_values: the flags to parse into.
+
+    Returns:
+        A function `argv -> remaining argv`.
+    """
+
+    def parse(argv: list[str]) -> list[str]:
+        try:
+            return flag_values(argv)
+        except flags.Error as e:
+            sys.stderr.write(f"{tool}: error: {e} (--helpfull lists every flag)\n")
+            sys.exit(USAGE_ERROR)
+
+    return parse
 
 
 def _flag_type(field) -> type:

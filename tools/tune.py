@@ -152,13 +152,7 @@ def objective_line(config) -> str:
     return "Objective: accuracy on the CLEAN validation split the source ships."
 
 
-def parse_flags(argv: list[str]) -> list[str]:
-    """absl flag parsing with exit code 2 (usage error) instead of 1."""
-    try:
-        return FLAGS(argv)
-    except flags.Error as e:
-        sys.stderr.write(f"tune.py: error: {e}\nPass --helpfull to see every flag.\n")
-        sys.exit(USAGE_ERROR)
+parse_flags = train_flags.flags_parser("tune.py")
 
 
 def main(argv: list[str]) -> int:
