@@ -1,11 +1,11 @@
 """The stages of a run: compile, callbacks, fit (first stage, then the optional fine-tuning).
 
-A stage is one `fit` on a repeated dataset with the run's callbacks: learning
-rate and validation score in the logs, the resumable history, the CSV log,
-the non-finite guard, `BackupAndRestore`, TensorBoard, the method's own
-callbacks and the one-line epoch summary, in that order (each callback sees
-what the ones before it added to the logs; an epoch whose state is backed up
-is always in the logs).
+A stage is one `fit` on a repeated dataset with the run's callbacks: the
+non-finite guard, learning rate and validation score in the logs, the
+resumable history, the CSV log, `BackupAndRestore`, TensorBoard, the method's
+own callbacks and the one-line epoch summary, in that order (each callback
+sees what the ones before it added to the logs; an epoch whose state is backed
+up is always in the logs, and a non-finite epoch is neither kept nor saved).
 """
 
 from __future__ import annotations
@@ -64,13 +64,14 @@ def check_replicas(config: TrainConfig, replicas: int) -> None:
 def stage_callbacks(dirs: Dirs, stage: str, epochs: int, selection=None, extra=()) -> list:
     """The callbacks of one stage, in the order the module docstring gives."""
     suffix = "" if stage == "train" else f"_{stage}"
-    guard = StopOnNonFinite(stage=stage)
     return [
+        # First: an epoch whose loss or weights turned non-finite stops the run before the
+        # selection keeps its weights or BackupAndRestore saves it.
+        StopOnNonFinite(stage=stage),
         kmc_callbacks.LearningRateLogger(),
         *([selection] if selection is not None else []),
         kmc_callbacks.EpochHistory(os.path.join(dirs.output, f"history{suffix}.json"), stage=stage),
         keras.callbacks.CSVLogger(os.path.join(dirs.output, f"log{suffix}.csv"), append=True),
-        guard,  # before the backup: a non-finite epoch is never saved
         keras.callbacks.BackupAndRestore(
             os.path.join(dirs.backup, stage), double_checkpoint=True, delete_checkpoint=False
         ),
