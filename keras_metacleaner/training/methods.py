@@ -93,6 +93,8 @@ def _metacleaner(config, backbone_fn, num_classes: int, num_examples: int):
         member_loss_weight=config.member_loss_weight,
         subset_loss_weights=None if subset in (None, "none") else subset,
         seed=config.seed,
+        # The model (and its exported classifier) carries the method's name, as before.
+        name=config.method,
     )
 
 
