@@ -16,13 +16,13 @@ import collections
 import inspect
 import json
 import os
-import socket
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 from PIL import Image
+from tools.tool_helpers import free_ports
 
 import keras_metacleaner as kmc
 
@@ -54,17 +54,6 @@ def _write_folder(root) -> int:
     return index
 
 
-def _free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
 def _env(tf_config=None):
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2")
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
@@ -90,7 +79,7 @@ def epochs(tmp_path_factory):
     """(single-process result, [worker 0 result, worker 1 result])."""
     tmp = tmp_path_factory.mktemp("sharded")
     _write_folder(tmp / "images")
-    cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in free_ports(2)]}
     procs = [
         _start(
             tmp / "images",

@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -104,17 +103,6 @@ def _worker(folder: str, model_dir: str, out: str) -> None:
         )
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
 def _env(tf_config: dict) -> dict:
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2", KMC_OFFLINE="1")
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
@@ -125,7 +113,9 @@ def _env(tf_config: dict) -> dict:
 def test_each_worker_decodes_about_half_of_the_grouped_epochs(tmp_path):
     folder, model_dir = tmp_path / "images", tmp_path / "run"
     _write_folder(folder)
-    cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
+    from tools.tool_helpers import free_ports
+
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in free_ports(2)]}
     outs = [tmp_path / f"worker{i}.json" for i in range(2)]
     procs = [
         subprocess.Popen(
