@@ -36,19 +36,8 @@ _SUBPACKAGES = (
 )
 _CLASSES = {"MetaCleaner": "layers", "MetaCleanerModel": "models"}
 
-__all__ = [
-    "MetaCleaner",
-    "MetaCleanerModel",
-    "analysis",
-    "data",
-    "export",
-    "layers",
-    "losses",
-    "models",
-    "training",
-    "tuning",
-    "visualization",
-]
+# experimental is imported (for old files) but not part of the public namespace.
+__all__ = sorted([*_CLASSES, *(name for name in _SUBPACKAGES if name != "experimental")])
 
 
 def __getattr__(name: str) -> Any:
