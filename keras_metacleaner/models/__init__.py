@@ -22,7 +22,7 @@ from keras_metacleaner.models.metacleaner_model import (
     MetaCleanerModel,
 )
 from keras_metacleaner.models.plain import plain_classifier
-from keras_metacleaner.models.presets import PRESETS
+from keras_metacleaner.models.presets import DEFAULT_VERSION, DEFAULT_VERSIONS, PRESETS
 
 # Registers the classes that left the public API under their old names, so
 # `model.keras` files saved while they were public still load.
@@ -33,6 +33,8 @@ __all__ = [
     "BACKBONES",
     "DEFAULT_MEMBER_LOSS_WEIGHT",
     "DEFAULT_SUBSET_LOSS_WEIGHTS",
+    "DEFAULT_VERSION",
+    "DEFAULT_VERSIONS",
     "PRESETS",
     "SUBSET_LOSS_WEIGHTS",
     "CaffePreprocessing",

@@ -8,7 +8,9 @@ from typing import Any
 #: `MetaCleanerModel` arguments of each named method. Every loss option is
 #: spelled out, so a preset never depends on a library default that may move.
 #:
-#: - `"metacleaner"`: this project's default. α is the posterior that a
+#: - `"metacleaner"`: this project's default: the newest frozen version of it,
+#:   `DEFAULT_VERSION` (the same arguments under a name that never moves, so a
+#:   result, figure or saved run can say exactly what it measured). α is the posterior that a
 #:   member's label is right (`label_posterior`), the classifier also learns
 #:   from each member weighted by its α, and each subset's hallucinated loss
 #:   is weighted by its largest α, so a subset whose members all look
@@ -18,9 +20,12 @@ from typing import Any
 #:   classifier trained on the hallucinated features alone.
 #: - `"loss_reweight"`: the paper's Table 3 (I): the same weighting, but each
 #:   image is classified on its own and its loss weighted by its α.
-PRESETS: MappingProxyType[str, MappingProxyType[str, Any]] = MappingProxyType(
+#: The frozen versions of the default, oldest first. A new default is a new
+#: entry here (and in `kmc.training.METHODS`); an old one is never edited.
+DEFAULT_VERSIONS: MappingProxyType[str, MappingProxyType[str, Any]] = MappingProxyType(
     {
-        "metacleaner": MappingProxyType(
+        # Frozen 2026-12-01 (issue 14): what docs/results.md and the figures measure.
+        "metacleaner_v1": MappingProxyType(
             {
                 "weighting": "label_posterior",
                 "mode": "hallucinate",
@@ -28,6 +33,15 @@ PRESETS: MappingProxyType[str, MappingProxyType[str, Any]] = MappingProxyType(
                 "subset_loss_weights": "max_alpha",
             }
         ),
+    }
+)
+#: The version `"metacleaner"` names.
+DEFAULT_VERSION = "metacleaner_v1"
+
+PRESETS: MappingProxyType[str, MappingProxyType[str, Any]] = MappingProxyType(
+    {
+        "metacleaner": DEFAULT_VERSIONS[DEFAULT_VERSION],
+        **DEFAULT_VERSIONS,
         "paper": MappingProxyType(
             {
                 "weighting": "fc_fc_relu_sig",

@@ -174,6 +174,14 @@ METHODS: dict[str, Method] = {
             METACLEANER_OPTIONS,
         ),
         Method(
+            "metacleaner_v1",
+            "the default as frozen on 2026-12-01, what docs/results.md measures "
+            "(metacleaner names the newest frozen version)",
+            "grouped",
+            _metacleaner,
+            METACLEANER_OPTIONS,
+        ),
+        Method(
             "paper",
             "MetaCleaner as the paper describes it (Eq. 3, fc_fc_relu_sig, no extra losses)",
             "grouped",

@@ -517,8 +517,8 @@ def test_get_config_round_trip():
 
 
 # ------------------------------------------------------------- named methods
-def test_presets_are_the_three_named_methods():
-    assert set(kmc.models.PRESETS) == {"metacleaner", "paper", "loss_reweight"}
+def test_presets_are_the_named_methods():
+    assert set(kmc.models.PRESETS) == {"metacleaner", "metacleaner_v1", "paper", "loss_reweight"}
     resolved = {}
     for name in kmc.models.PRESETS:
         backbone = kmc.models.small_cnn((8, 8, 1), feature_dim=8)
@@ -531,6 +531,7 @@ def test_presets_are_the_three_named_methods():
         )
     assert resolved == {
         "metacleaner": ("LabelPosteriorWeighting", "hallucinate", 1.0, "max_alpha"),
+        "metacleaner_v1": ("LabelPosteriorWeighting", "hallucinate", 1.0, "max_alpha"),
         "paper": ("DenseWeighting", "hallucinate", 0.0, None),
         "loss_reweight": ("DenseWeighting", "loss_reweight", 0.0, None),
     }

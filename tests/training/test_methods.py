@@ -7,7 +7,17 @@ import keras_metacleaner as kmc
 from keras_metacleaner.training import methods, recipe
 from keras_metacleaner.training.config import TrainConfig
 
-CONTRACT = ("metacleaner", "paper", "loss_reweight", "baseline", "gce", "sce", "elr", "coteaching")
+CONTRACT = (
+    "metacleaner",
+    "metacleaner_v1",
+    "paper",
+    "loss_reweight",
+    "baseline",
+    "gce",
+    "sce",
+    "elr",
+    "coteaching",
+)
 
 
 def test_the_contract_names_are_registered():
@@ -21,11 +31,25 @@ def test_grouped_options_agree_with_the_model_presets():
     presets = getattr(kmc.models, "PRESETS", None)
     if presets is None:
         pytest.skip("kmc.models.PRESETS arrives with helper 'model'")
-    for name in ("metacleaner", "paper", "loss_reweight"):
+    for name in ("metacleaner", "metacleaner_v1", "paper", "loss_reweight"):
         preset = presets[name]
         for key, value in methods.METHODS[name].options.items():
             want = None if value == "none" else value
             assert preset.get(key, want) == want, (name, key)
+
+
+def test_metacleaner_is_the_newest_frozen_version():
+    # A new default is a new version: edit DEFAULT_VERSIONS, never a frozen entry.
+    newest = list(kmc.models.DEFAULT_VERSIONS)[-1]
+    assert kmc.models.DEFAULT_VERSION == newest
+    assert dict(kmc.models.PRESETS["metacleaner"]) == dict(kmc.models.PRESETS[newest])
+    assert methods.METHODS["metacleaner"].options == methods.METHODS[newest].options
+    assert dict(kmc.models.DEFAULT_VERSIONS["metacleaner_v1"]) == {
+        "weighting": "label_posterior",
+        "mode": "hallucinate",
+        "member_loss_weight": 1.0,
+        "subset_loss_weights": "max_alpha",
+    }
 
 
 def _available(name):
