@@ -1,0 +1,209 @@
+#!/usr/bin/env python
+"""Variants of the default method tried against the best peer (issue 14), one run per call.
+
+Each call trains one variant of `metacleaner` through `kmc.training.run` with the
+settings of `benchmarks/accuracy.py` (Fashion-MNIST, first 10k, 10% noisy validation
+split, small_cnn, SGD 0.02, batch 128, 30 epochs, `--select_on=noisy_val`) and appends
+one record (final / picked / oracle accuracy and the test curve) to `--out`. The
+variant replaces the model the `metacleaner` method builds (and, for `sce_all`, its
+compiled loss); everything else is the method's. These are research code, kept so that
+every number of docs/results.md's "Research towards beating the best peer" can be
+rerun; none of them is in the library, because none measured better than the default.
+
+    python benchmarks/research/default_variants.py --variant=mixup \\
+        --noise=symmetric:0.4 --schedule=constant --seed=0 --out=/tmp/variants.jsonl
+
+Variants:
+  default        the library's `metacleaner`, unchanged.
+  bootstrap      per-image targets α·label + (1 - α)·onehot(prediction) (hard
+                 bootstrapping, Reed et al. 2015, with the cleaner's α as the trust).
+  bootstrap_t09  the same, the pseudo-label used only where the prediction has
+                 probability >= 0.9 (FixMatch's gate): two sparse cross-entropies.
+  sce_members    the per-image loss is SCE (0.1, 1.0, A -4) instead of CE, weighted by α.
+  sce_all        SCE for the hallucinated loss too.
+  mixup          the per-image loss on mixup of the batch's members (λ ~ Beta(1, 1),
+                 max(λ, 1 - λ)), each side weighted by its α; a second backbone pass.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+sys.path.insert(0, ROOT)
+
+VARIANTS = ("default", "bootstrap", "bootstrap_t09", "sce_members", "sce_all", "mixup")
+
+
+def variant_classes():
+    """`{variant: (model class, compiled-loss factory or None)}`; imports TensorFlow."""
+    import keras
+    import tensorflow as tf
+    from keras import ops
+
+    from keras_metacleaner import losses
+    from keras_metacleaner.models import MetaCleanerModel
+
+    def sce():
+        return losses.SymmetricCrossEntropy(alpha=0.1, beta=1.0, log_clip=-4.0)
+
+    class Bootstrap(MetaCleanerModel):
+        threshold = None
+
+        def _member_loss(self, labels, alpha, member_logits, sample_weight):
+            c = self.num_classes
+            probs = ops.reshape(self.probabilities(member_logits), (-1, c))
+            a = ops.reshape(ops.cast(alpha, "float32"), (-1,))
+            given = ops.reshape(ops.repeat(labels[:, None], self.subset_size, axis=1), (-1,))
+            predicted = ops.stop_gradient(probs)
+            gate = 1.0
+            if self.threshold is not None:
+                gate = ops.cast(ops.max(predicted, axis=-1) >= self.threshold, "float32")
+            # Two sparse cross-entropies, not one soft target: Keras' categorical
+            # cross-entropy on softmax outputs backpropagates `p - t`, which is the
+            # gradient only when t sums to 1 (a first version with α·label as the
+            # target diverged).
+            ce = keras.losses.SparseCategoricalCrossentropy()
+            return ce(given, probs, sample_weight=a) + ce(
+                ops.argmax(predicted, axis=-1), probs, sample_weight=(1.0 - a) * gate
+            )
+
+    class BootstrapT09(Bootstrap):
+        threshold = 0.9
+
+    class SCEMembers(MetaCleanerModel):
+        def _member_loss(self, labels, alpha, member_logits, sample_weight):
+            y, y_pred, weights = self._member_targets(
+                labels, alpha, member_logits, sample_weight, normalize=False
+            )
+            return sce()(y, y_pred, sample_weight=weights)
+
+    class Mixup(MetaCleanerModel):
+        def train_step(self, data):
+            x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+            x = self._check_subset_size(x)
+            labels, valid = self._subset_labels(x, y)
+            if self.shuffle_subsets:
+                x = self._shuffle_within_subsets(x)
+            shape = tf.shape(x)
+            flat = tf.reshape(x, tf.concat([[shape[0] * shape[1]], shape[2:]], 0))
+            flat = tf.cast(flat, "float32")
+            perm = tf.random.shuffle(tf.range(tf.shape(flat)[0]))
+            g = tf.random.gamma([2], 1.0)
+            lam = tf.maximum(g[0] / (g[0] + g[1]), g[1] / (g[0] + g[1]))
+            mixed = lam * flat + (1.0 - lam) * tf.gather(flat, perm)
+            with tf.GradientTape() as tape:
+                probabilities, alpha, _ = self._forward_subsets(x, labels, training=True)
+                loss = self.compute_loss(
+                    x=x,
+                    y=labels,
+                    y_pred=probabilities,
+                    sample_weight=self._subset_weights(alpha, sample_weight),
+                    training=True,
+                )
+                a = ops.reshape(ops.stop_gradient(ops.cast(alpha, "float32")), (-1,))
+                given = ops.reshape(ops.repeat(labels[:, None], self.subset_size, axis=1), (-1,))
+                mixed_features = self.backbone(mixed, training=True)
+                mixed_probs = self.probabilities(self.classifier(mixed_features))
+                ce = keras.losses.SparseCategoricalCrossentropy()
+                member = lam * ce(given, mixed_probs, sample_weight=a) + (1.0 - lam) * ce(
+                    tf.gather(given, perm), mixed_probs, sample_weight=tf.gather(a, perm)
+                )
+                loss = loss + self.member_loss_weight * member
+                scaled = self.optimizer.scale_loss(loss * valid)
+            gradients = tape.gradient(scaled, self.trainable_variables)
+            self.optimizer.apply(gradients, self.trainable_variables)
+            self._update_alpha_metrics(alpha)
+            for metric in self.metrics:
+                if metric.name == "loss":
+                    metric.update_state(loss, sample_weight=ops.shape(labels)[0])
+            logs = self.compute_metrics(x, labels, probabilities, sample_weight=sample_weight)
+            return {k: v for k, v in logs.items() if not k.startswith("invalid_")}
+
+    classes = {
+        "default": (MetaCleanerModel, None),
+        "bootstrap": (Bootstrap, None),
+        "bootstrap_t09": (BootstrapT09, None),
+        "sce_members": (SCEMembers, None),
+        "sce_all": (SCEMembers, sce),
+        "mixup": (Mixup, None),
+    }
+    for cls, _ in classes.values():
+        if cls is not MetaCleanerModel:
+            keras.saving.register_keras_serializable(package="research")(cls)
+    return classes
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variant", required=True, choices=VARIANTS)
+    parser.add_argument("--noise", default="symmetric:0.4", help="kind:rate")
+    parser.add_argument("--schedule", default="constant", choices=("constant", "step", "cosine"))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "out", "variants.jsonl"))
+    parser.add_argument("--run_root", default="/tmp/kmc-variants")
+    args = parser.parse_args(argv)
+    kind, rate = args.noise.split(":")
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    import accuracy
+
+    from keras_metacleaner import training
+    from keras_metacleaner.training import methods
+
+    cls, loss = variant_classes()[args.variant]
+
+    def build(config, backbone_fn, num_classes, num_examples):
+        return cls.from_preset(
+            "metacleaner",
+            backbone_fn(config.seed),
+            num_classes,
+            config.subset_size,
+            seed=config.seed,
+            name="metacleaner",
+        )
+
+    extra = {"loss": lambda method_args: loss()} if loss else {}
+    methods.METHODS["metacleaner"] = dataclasses.replace(
+        methods.METHODS["metacleaner"], build=build, **extra
+    )
+    spec = {
+        "dataset": "fashion_mnist",
+        "epochs": 30,
+        "train_size": 10000,
+        "validation_split": 0.1,
+        "learning_rate": 0.02,
+        "batch_size": 128,
+        "method": "metacleaner",
+        "noise_type": kind,
+        "noise_rate": float(rate),
+        "schedule": args.schedule,
+        "seed": args.seed,
+    }
+    name = f"{args.variant}-{kind}{rate}-{args.schedule}-{args.seed}"
+    run_dir = os.path.join(args.run_root, name)
+    start = time.time()
+    results = training.run(accuracy.train_config(spec, run_dir))
+    command = "python benchmarks/research/default_variants.py " + " ".join(sys.argv[1:])
+    from keras_metacleaner.training.results import git_commit
+
+    record = accuracy.record_from_results(spec, results, git_commit(ROOT), command)
+    record.update(variant=args.variant, wall_seconds=time.time() - start)
+    accuracy.append(args.out, record)
+    print(
+        f"{name}: final {record['final']:.4f} picked {record['picked']:.4f} "
+        f"oracle {record['oracle']:.4f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
