@@ -323,7 +323,7 @@ def report(path: str, legacy: bool = False) -> str:
     dates = sorted({r.get("date") or "?" for r in records})
     commands = sorted({r.get("command") for r in records if r.get("command")})
     lines = [
-        f"Command: `{commands[0] if commands else 'legacy benchmark'}`; commit(s): "
+        f"Command(s): {'; '.join(f'`{c}`' for c in commands) or 'legacy benchmark'}; commit(s): "
         f"{', '.join(commits) or '–'}; date(s): {', '.join(dates) or '–'}"
         + ("; legacy records (the earlier benchmark's own loop)." if legacy else "."),
         "",
@@ -339,6 +339,70 @@ def report(path: str, legacy: bool = False) -> str:
             f"| {_stat(r['oracle'] for r in rs)} |"
         )
     return "\n".join(lines)
+
+
+def plot(path: str, out: str) -> str:
+    """Picked accuracy against the noise rate, one line per method, at its chosen schedule.
+
+    Symmetric noise on the left (mean over seeds, the spread as error bars); pair flips and
+    the confusion-derived noise on the right, methods side by side. Needs matplotlib.
+
+    Args:
+        path: the JSONL records.
+        out: the PNG to write.
+
+    Returns:
+        `out`.
+    """
+    from keras_metacleaner.visualization._matplotlib import new_figure, save
+
+    records = [r for r in read_records(path) if not r.get("legacy")]
+    chosen = chosen_schedules(records)
+    groups: dict[tuple, list[float]] = {}
+    for r in records:
+        if chosen.get((r["method"], r["noise_type"], r["noise_rate"])) != r["schedule"]:
+            continue
+        groups.setdefault((r["method"], r["noise_type"], r["noise_rate"]), []).append(r["picked"])
+    figure = new_figure(10, 4.2)
+    left, right = figure.subplots(1, 2, width_ratios=(3, 2))
+    methods = sorted({m for m, _, _ in groups}, key=lambda m: METHODS.index(m))
+    others = sorted({(k, rate) for _, k, rate in groups if k != "symmetric"})
+    for i, method in enumerate(methods):
+        color = f"C{i}"
+        points = sorted(
+            (rate, np.mean(v) * 100, np.std(v) * 100)
+            for (m, k, rate), v in groups.items()
+            if m == method and k == "symmetric"
+        )
+        if points:
+            rates, means, spreads = zip(*points)
+            left.errorbar(
+                rates, means, yerr=spreads, color=color, marker="o", capsize=3, label=method
+            )
+        for j, (kind, rate) in enumerate(others):
+            values = groups.get((method, kind, rate))
+            if values:
+                x = j + (i - (len(methods) - 1) / 2) * 0.08
+                right.errorbar(
+                    [x],
+                    [np.mean(values) * 100],
+                    yerr=[np.std(values) * 100],
+                    color=color,
+                    marker="o",
+                    capsize=3,
+                )
+    left.set_xlabel("symmetric noise rate")
+    left.set_ylabel("test accuracy at the noisy-val pick (%)")
+    left.legend(fontsize=8, ncol=2)
+    right.set_xticks(range(len(others)), [f"{k} {r:.0%}" for k, r in others])
+    right.set_xlim(-0.6, max(len(others), 1) - 0.4)
+    for axes in (left, right):
+        axes.grid(alpha=0.3)
+    figure.suptitle(
+        "Fashion-MNIST 10k, small_cnn, 30 epochs; each method at its chosen schedule "
+        "(mean ± std over seeds)"
+    )
+    return save(figure, out)
 
 
 def _noises(spec: str) -> list[tuple[str, float]]:
@@ -374,6 +438,7 @@ def main(argv=None) -> int:
     parser.add_argument("--run_root", default="", help="run directories (default: beside --out)")
     parser.add_argument("--report", action="store_true", help="print the table of --out")
     parser.add_argument("--legacy", action="store_true", help="with --report: the old records")
+    parser.add_argument("--plot", default="", help="with --report: also draw accuracy vs noise")
     parser.add_argument(
         "--tiny", action="store_true", help="make test: formats and selection logic, tiny data"
     )
@@ -392,6 +457,8 @@ def main(argv=None) -> int:
         parser.error(f"--noise={args.noise}: expected KIND:RATE[,KIND:RATE...]")
     if args.report:
         print(report(args.out, legacy=args.legacy))
+        if args.plot:
+            print(f"wrote {plot(args.out, args.plot)}")
         return 0
     if args.tiny:
         args.epochs, args.train_size, args.batch_size = 2, 160, 32

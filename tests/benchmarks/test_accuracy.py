@@ -121,6 +121,15 @@ def test_schedule_chosen_on_seed_0_then_seeds_1_2_and_resume(tmp_path):
     ]
 
 
+def test_plot_draws_the_chosen_schedules(tmp_path):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "acc.jsonl"
+    accuracy.run_grid(_args(out), runner=_fake_runner([]), commit=None)
+    png = accuracy.plot(str(out), str(tmp_path / "figure" / "acc.png"))
+    with open(png, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
 def test_old_records_stay_readable_and_are_marked_legacy():
     path = os.path.join(ROOT, "docs", "data", "accuracy.jsonl")
     records = accuracy.read_records(path)
