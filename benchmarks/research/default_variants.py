@@ -21,6 +21,9 @@ Variants:
                  probability >= 0.9 (FixMatch's gate): two sparse cross-entropies.
   sce_members    the per-image loss is SCE (0.1, 1.0, A -4) instead of CE, weighted by α.
   sce_all        SCE for the hallucinated loss too.
+  ema_teacher    α read from a slow copy of the network (weights averaged over the
+                 steps, decay 0.99), so a label the network starts to memorise does not
+                 raise its own α; one more forward pass of the members.
   mixup          the per-image loss on mixup of the batch's members (λ ~ Beta(1, 1),
                  max(λ, 1 - λ)), each side weighted by its α; a second backbone pass.
 """
@@ -37,7 +40,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 sys.path.insert(0, ROOT)
 
-VARIANTS = ("default", "bootstrap", "bootstrap_t09", "sce_members", "sce_all", "mixup")
+VARIANTS = (
+    "default",
+    "ema_teacher",
+    "bootstrap",
+    "bootstrap_t09",
+    "sce_members",
+    "sce_all",
+    "mixup",
+)
 
 
 def variant_classes():
@@ -125,8 +136,52 @@ def variant_classes():
             logs = self.compute_metrics(x, labels, probabilities, sample_weight=sample_weight)
             return {k: v for k, v in logs.items() if not k.startswith("invalid_")}
 
+    class EmaTeacher(MetaCleanerModel):
+        """α from a slow copy of the network (weights averaged over steps, decay 0.99)."""
+
+        ema_decay = 0.99
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.teacher_backbone = keras.models.clone_model(self.backbone)
+            self.teacher_backbone.set_weights(self.backbone.get_weights())
+            self.teacher_backbone.trainable = False
+            self.teacher_classifier = keras.layers.Dense(self.num_classes, name="teacher")
+            self.teacher_classifier.build((None, self.backbone.output_shape[-1]))
+            self.teacher_classifier.set_weights(self.classifier.get_weights())
+            self.teacher_classifier.trainable = False
+
+        def _pairs(self):
+            return list(
+                zip(
+                    self.teacher_backbone.weights + self.teacher_classifier.weights,
+                    self.backbone.weights + self.classifier.weights,
+                )
+            )
+
+        def _forward_subsets(self, x, labels, training):
+            features = self._subset_features(x, training)
+            member_logits = self.classifier(features)
+            shape = ops.shape(x)
+            flat = ops.reshape(x, (shape[0] * shape[1], *self.image_shape))
+            teacher = self.teacher_classifier(self.teacher_backbone(flat, training=False))
+            teacher = ops.reshape(teacher, (shape[0], shape[1], self.num_classes))
+            log_probs = ops.log_softmax(ops.cast(teacher, "float32"), axis=-1)
+            if labels is None:
+                labels = ops.argmax(ops.mean(ops.exp(log_probs), axis=1), axis=-1)
+            class_scores = self.weighting.class_scores(log_probs, labels)
+            clean, alpha = self.cleaner(features, class_scores)
+            return self.probabilities(self.classifier(clean)), alpha, member_logits
+
+        def train_step(self, data):
+            logs = super().train_step(data)
+            for slow, fast in self._pairs():
+                slow.assign(self.ema_decay * slow + (1.0 - self.ema_decay) * fast)
+            return logs
+
     classes = {
         "default": (MetaCleanerModel, None),
+        "ema_teacher": (EmaTeacher, None),
         "bootstrap": (Bootstrap, None),
         "bootstrap_t09": (BootstrapT09, None),
         "sce_members": (SCEMembers, None),
