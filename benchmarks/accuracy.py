@@ -291,12 +291,14 @@ def _stat(values) -> str:
     return f"{values.mean():.2f} ± {values.std():.2f}"
 
 
-def report(path: str, legacy: bool = False) -> str:
+def report(path: str, legacy: bool = False, all_schedules: bool = False) -> str:
     """One markdown table: per noise and method, at its chosen schedule, final / picked / oracle.
 
     Args:
         path: the JSONL records.
         legacy: report the earlier benchmark's records instead (final and oracle only).
+        all_schedules: every schedule that ran (seed 0 for the ones not chosen), the chosen
+            one marked `*`: the final-epoch goal under a constant rate reads from it.
 
     Returns:
         Markdown: a header line (command, commits, dates), then the table.
@@ -308,7 +310,7 @@ def report(path: str, legacy: bool = False) -> str:
         chosen = chosen_schedules(records)
     groups: dict[tuple, list[dict]] = {}
     for r in records:
-        if chosen is not None:
+        if chosen is not None and not all_schedules:
             if chosen.get((r["method"], r["noise_type"], r["noise_rate"])) != r["schedule"]:
                 continue  # seed 0 at a schedule that was not chosen
         name = r.get("legacy_name", r["method"]) if legacy else r["method"]
@@ -333,8 +335,11 @@ def report(path: str, legacy: bool = False) -> str:
     for key in sorted(groups, key=lambda g: (g[0], g[1], str(g[2]))):
         rs = groups[key]
         kind, rate, method, schedule = key
+        mark = ""
+        if all_schedules and chosen and chosen.get((method, kind, rate)) == schedule:
+            mark = "*"
         lines.append(
-            f"| {kind} {rate:.0%} | {method} | {schedule} | {len(rs)} "
+            f"| {kind} {rate:.0%} | {method} | {schedule}{mark} | {len(rs)} "
             f"| {_stat(r['final'] for r in rs)} | {_stat(r['picked'] for r in rs)} "
             f"| {_stat(r['oracle'] for r in rs)} |"
         )
@@ -440,6 +445,9 @@ def main(argv=None) -> int:
     parser.add_argument("--legacy", action="store_true", help="with --report: the old records")
     parser.add_argument("--plot", default="", help="with --report: also draw accuracy vs noise")
     parser.add_argument(
+        "--all_schedules", action="store_true", help="with --report: every schedule, chosen *"
+    )
+    parser.add_argument(
         "--tiny", action="store_true", help="make test: formats and selection logic, tiny data"
     )
     args = parser.parse_args(argv)
@@ -456,7 +464,7 @@ def main(argv=None) -> int:
     except ValueError:
         parser.error(f"--noise={args.noise}: expected KIND:RATE[,KIND:RATE...]")
     if args.report:
-        print(report(args.out, legacy=args.legacy))
+        print(report(args.out, legacy=args.legacy, all_schedules=args.all_schedules))
         if args.plot:
             print(f"wrote {plot(args.out, args.plot)}")
         return 0

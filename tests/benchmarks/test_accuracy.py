@@ -121,6 +121,18 @@ def test_schedule_chosen_on_seed_0_then_seeds_1_2_and_resume(tmp_path):
     ]
 
 
+def test_report_of_every_schedule_marks_the_chosen_one(tmp_path):
+    out = tmp_path / "acc.jsonl"
+    accuracy.run_grid(_args(out), runner=_fake_runner([]), commit=None)
+    rows = [
+        line
+        for line in accuracy.report(str(out), all_schedules=True).splitlines()
+        if line.startswith("| symmetric")
+    ]
+    assert len(rows) == 6
+    assert [row.split(" | ")[2] for row in rows if "*" in row] == ["cosine*", "constant*"]
+
+
 def test_plot_draws_the_chosen_schedules(tmp_path):
     pytest.importorskip("matplotlib")
     out = tmp_path / "acc.jsonl"
