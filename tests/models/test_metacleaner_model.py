@@ -658,3 +658,65 @@ def test_alpha_floor_is_one_for_a_dead_weighting():
 @pytest.mark.parametrize("weighting, bias", [("fc_fc_relu_sig", 5.0), ("label_posterior", None)])
 def test_alpha_floor_is_near_zero_for_a_live_weighting(weighting, bias):
     assert _alpha_floor_after_a_step(weighting, output_bias=bias) < 0.05
+
+
+# ------------------------------------------------------------------ teacher
+def test_teacher_follows_the_network_as_a_moving_average():
+    model = tiny_model("label_posterior", teacher_decay=0.75, seed=0)
+    before = model.classifier.kernel.numpy().copy()
+    assert np.array_equal(model.teacher_classifier.kernel.numpy(), before)
+    x, y = random_subsets(4, 3, num_classes=3, seed=5)
+    model.train_on_batch(x, y)
+    after = model.classifier.kernel.numpy()
+    assert np.abs(after - before).max() > 1e-4
+    np.testing.assert_allclose(
+        model.teacher_classifier.kernel.numpy(), 0.75 * before + 0.25 * after, rtol=1e-5, atol=1e-7
+    )
+    # Not trained by the optimizer: only the moving average moves it.
+    assert not any("teacher" in v.path for v in model.trainable_variables)
+
+
+def test_alpha_is_read_from_the_teacher():
+    x, y = random_subsets(4, 3, num_classes=3, seed=6)
+    with_teacher = tiny_model("label_posterior", teacher_decay=0.9, seed=0)
+    _, alpha_start = with_teacher.predict_sets(x, y, return_weights=True)
+    # Move the network but not the teacher: α must not change.
+    with_teacher.classifier.kernel.assign(with_teacher.classifier.kernel * 5.0 + 1.0)
+    _, alpha_moved = with_teacher.predict_sets(x, y, return_weights=True)
+    np.testing.assert_allclose(alpha_moved, alpha_start, rtol=1e-6)
+    # A model without a teacher whose classifier is the teacher's gives the same α.
+    plain = tiny_model("label_posterior", seed=0)
+    plain.set_weights(with_teacher.get_weights()[: len(plain.weights)])
+    plain.classifier.set_weights(with_teacher.teacher_classifier.get_weights())
+    plain.backbone.set_weights(with_teacher.teacher_backbone.get_weights())
+    _, alpha_plain = plain.predict_sets(x, y, return_weights=True)
+    np.testing.assert_allclose(alpha_start, alpha_plain, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize(
+    "weighting, decay, message",
+    [
+        ("label_posterior", 1.0, "teacher_decay"),
+        ("label_posterior", -0.1, "teacher_decay"),
+        ("fc_fc_relu_sig", 0.9, "weightings that read the classifier"),
+    ],
+)
+def test_bad_teacher_settings_raise(weighting, decay, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_model(weighting, teacher_decay=decay, compile=False)
+
+
+def test_teacher_survives_save_and_load(tmp_path):
+    model = tiny_model("label_posterior", teacher_decay=0.5, seed=0)
+    x, y = random_subsets(4, 3, num_classes=3, seed=7)
+    model.train_on_batch(x, y)
+    path = str(tmp_path / "teacher.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert loaded.teacher_decay == 0.5 and loaded.get_config()["teacher_decay"] == 0.5
+    np.testing.assert_array_equal(
+        loaded.teacher_classifier.kernel.numpy(), model.teacher_classifier.kernel.numpy()
+    )
+    _, a = model.predict_sets(x, y, return_weights=True)
+    _, b = loaded.predict_sets(x, y, return_weights=True)
+    np.testing.assert_allclose(a, b, rtol=1e-6)
