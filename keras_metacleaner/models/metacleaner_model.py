@@ -108,15 +108,6 @@ class MetaCleanerModel(keras.Model):
             members (gradient stopped): Eq. 3 divides by Σα, which hides
             that every member of a subset looks mislabelled; this weight does
             not. Must be None or `"auto"` in `"loss_reweight"` mode.
-        teacher_decay: float in [0, 1). With a weighting that reads the
-            classifier (`label_posterior`, `label_confidence`), > 0 reads α
-            from a slow copy of the backbone and classifier whose weights
-            follow the trained ones as an exponential moving average with
-            this decay per step (a mean teacher, Tarvainen & Valpola 2017):
-            a wrong label the network starts to memorise does not raise its
-            own α at once. One more forward pass of the members per step;
-            needs a functional or sequential backbone. 0 (the default of a
-            bare model) reads the network being trained.
         **kwargs: passed to `keras.Model`.
 
     Returns:
@@ -158,7 +149,6 @@ class MetaCleanerModel(keras.Model):
         seed: int | None = None,
         member_loss_weight: float | str = AUTO,
         subset_loss_weights: str | None = AUTO,
-        teacher_decay: float = 0.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -182,8 +172,6 @@ class MetaCleanerModel(keras.Model):
                 "`member_loss_weight` must be a finite number >= 0 or 'auto', "
                 f"got {member_loss_weight!r}."
             )
-        if isinstance(teacher_decay, (str, bool)) or not 0.0 <= teacher_decay < 1.0:
-            raise ValueError(f"`teacher_decay` must be a number in [0, 1), got {teacher_decay!r}.")
         if len(backbone.output_shape) != 2:
             raise ValueError(
                 "`backbone` must output a feature vector [B, D] (add global pooling); its output "
@@ -217,62 +205,7 @@ class MetaCleanerModel(keras.Model):
         self.cleaner.build((None, self.subset_size, feature_dim))
         self.classifier.build((None, feature_dim))
         self.probabilities.build((None, self.num_classes))
-        self.teacher_decay = float(teacher_decay)
-        self.teacher_backbone = self.teacher_classifier = None
-        if self.teacher_decay:
-            self._build_teacher(feature_dim)
         self.built = True
-
-    def _build_teacher(self, feature_dim: int) -> None:
-        """The slow copy α reads when `teacher_decay` > 0: backbone and classifier, not trained."""
-        if not self.weighting.uses_class_scores:
-            raise ValueError(
-                f"`teacher_decay` applies to weightings that read the classifier (label_posterior, "
-                f"label_confidence); {type(self.weighting).__name__} does not."
-            )
-        try:
-            self.teacher_backbone = keras.models.clone_model(self.backbone)
-        except ValueError as e:
-            raise ValueError(
-                "`teacher_decay` copies the backbone with keras.models.clone_model, which needs a "
-                f"functional or sequential backbone: {e}"
-            ) from e
-        self.teacher_backbone.trainable = False
-        self.teacher_classifier = layers.Dense(
-            self.num_classes, name="teacher_classifier", trainable=False
-        )
-        self.teacher_classifier.build((None, feature_dim))
-        self._copy_to_teacher()
-
-    def _teacher_pairs(self) -> list:
-        return list(
-            zip(
-                self.teacher_backbone.weights + self.teacher_classifier.weights,
-                self.backbone.weights + self.classifier.weights,
-            )
-        )
-
-    def _copy_to_teacher(self) -> None:
-        for slow, fast in self._teacher_pairs():
-            slow.assign(fast)
-
-    def _update_teacher(self) -> None:
-        """slow <- decay·slow + (1 - decay)·fast, once per step, on every replica alike."""
-        decay = self.teacher_decay
-
-        def update(distribution, pairs):
-            for slow, fast in pairs:
-                distribution.extended.update(
-                    slow,
-                    lambda s, f: s.assign(decay * s + (1.0 - decay) * f),
-                    args=(fast,),
-                    group=False,
-                )
-
-        pairs = [(slow.value, fast.value) for slow, fast in self._teacher_pairs()]
-        tf.__internal__.distribute.interim.maybe_merge_call(
-            update, tf.distribute.get_strategy(), pairs
-        )
 
     @classmethod
     def from_preset(
@@ -428,20 +361,12 @@ class MetaCleanerModel(keras.Model):
         if needs_member_loss or self.weighting.uses_class_scores:
             member_logits = self.classifier(features)
         if self.weighting.uses_class_scores:
-            scoring_logits = member_logits
-            if self.teacher_backbone is not None:
-                shape = ops.shape(x)
-                flat = ops.reshape(x, (shape[0] * shape[1], *self.image_shape))
-                scoring_logits = ops.reshape(
-                    self.teacher_classifier(self.teacher_backbone(flat, training=False)),
-                    (shape[0], shape[1], self.num_classes),
-                )
             if labels is None:
                 # No labels (prediction): score members against the subset's
                 # most likely class under the plain mean.
-                mean_probs = ops.mean(ops.softmax(ops.cast(scoring_logits, "float32")), axis=1)
+                mean_probs = ops.mean(ops.softmax(ops.cast(member_logits, "float32")), axis=1)
                 labels = ops.argmax(mean_probs, axis=-1)
-            log_probs = ops.log_softmax(ops.cast(scoring_logits, "float32"), axis=-1)
+            log_probs = ops.log_softmax(ops.cast(member_logits, "float32"), axis=-1)
             class_scores = self.weighting.class_scores(log_probs, labels)
         clean, alpha = self.cleaner(features, class_scores)
         probabilities = self.probabilities(self.classifier(clean))
@@ -491,8 +416,6 @@ class MetaCleanerModel(keras.Model):
 
         gradients = tape.gradient(scaled_loss, self.trainable_variables)
         self.optimizer.apply(gradients, self.trainable_variables)
-        if self.teacher_backbone is not None:
-            self._update_teacher()
         self._update_alpha_metrics(alpha)
         for metric in self.metrics:
             if metric.name == "loss":
@@ -702,7 +625,6 @@ class MetaCleanerModel(keras.Model):
             "seed": self.seed,
             "member_loss_weight": self.member_loss_weight,
             "subset_loss_weights": self.subset_loss_weights,
-            "teacher_decay": self.teacher_decay,
         }
 
     @classmethod

@@ -149,13 +149,6 @@ class ModelConfig:
         choices=SUBSET_LOSS_WEIGHTS,
         flag_type=str,
     )
-    teacher_decay: float | None = _field(
-        None,
-        "Override the method's teacher: > 0 reads alpha from a moving average of the network's "
-        "weights with this decay per step (label_posterior, label_confidence); 0 reads the "
-        "network itself. Empty: the method's own.",
-        flag_type=float,
-    )
     hidden_units: int = _field(
         384, "Hidden units of the weighting (384 Food-101N, 512 Clothing1M)."
     )
@@ -480,8 +473,6 @@ class TrainConfig:
                 raise ValueError(f"{name}={getattr(c, name)} must be >= 0.")
         if c.member_loss_weight is not None and c.member_loss_weight < 0:
             raise ValueError(f"member_loss_weight={c.member_loss_weight} must be >= 0.")
-        if c.teacher_decay is not None:
-            _in_range("teacher_decay", c.teacher_decay, 0.0, 1.0)
         if not 0 < c.lr_decay_factor <= 1:
             raise ValueError(f"lr_decay_factor={c.lr_decay_factor} must be in (0, 1].")
         schedule = c.schedule or ("step" if c.lr_decay_epochs > 0 else "constant")

@@ -17,9 +17,6 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-#: The MetaCleaner options of the configuration; a method without a cleaner refuses them.
-CLEANER_OPTIONS = ("weighting", "member_loss_weight", "subset_loss_weights", "teacher_decay")
-
 #: The batches a method trains on (`training.pipelines`):
 #: "grouped": subsets `[K, N, H, W, C]` of N same-label images (`group_by_class`);
 #: "single": shuffled single images `[B, H, W, C]`;
@@ -66,7 +63,11 @@ class Method:
     def validate(self, config) -> None:
         """Raises `ValueError` for settings this method cannot use."""
         if not self.grouped:
-            given = [name for name in CLEANER_OPTIONS if getattr(config.model, name) is not None]
+            given = [
+                name
+                for name in ("weighting", "member_loss_weight", "subset_loss_weights")
+                if getattr(config.model, name) is not None
+            ]
             if given:
                 raise ValueError(
                     f"{', '.join(given)}: MetaCleaner options, but method={self.name} "
@@ -91,7 +92,6 @@ def _metacleaner(config, backbone_fn, num_classes: int, num_examples: int):
         hidden_units=config.hidden_units,
         member_loss_weight=config.member_loss_weight,
         subset_loss_weights=None if subset in (None, "none") else subset,
-        teacher_decay=config.teacher_decay,
         seed=config.seed,
         # The model (and its exported classifier) carries the method's name, as before.
         name=config.method,
@@ -155,13 +155,11 @@ METACLEANER_OPTIONS = {
     "weighting": "label_posterior",
     "member_loss_weight": 1.0,
     "subset_loss_weights": "max_alpha",
-    "teacher_decay": 0.0,
 }
 PAPER_OPTIONS = {
     "weighting": "fc_fc_relu_sig",
     "member_loss_weight": 0.0,
     "subset_loss_weights": "none",
-    "teacher_decay": 0.0,
 }
 
 METHODS: dict[str, Method] = {

@@ -18,7 +18,6 @@ from typing import Any
 import keras_tuner
 from keras_tuner.engine import base_tuner
 
-from keras_metacleaner.training import methods
 from keras_metacleaner.training.results import read_json, write_json_atomic
 from keras_metacleaner.tuning.space import BASELINE, SearchSpace
 
@@ -30,7 +29,7 @@ BEST_HYPERPARAMETERS = "best_hyperparameters.json"
 BEST_FLAGS = "best.flags"
 _RUN = "run"  # a trial's training run directory, under the trial's own directory
 # MetaCleaner options a single-image method must not be given (the recipe may set them).
-_CLEANER_OPTIONS = methods.CLEANER_OPTIONS
+_CLEANER_OPTIONS = ("weighting", "member_loss_weight", "subset_loss_weights")
 
 
 def validation_score(results: dict) -> tuple[float, str, int | None]:
