@@ -70,8 +70,17 @@ def test_pipeline(config: TrainConfig, dataset: tf.data.Dataset) -> tf.data.Data
     return test_images(config, dataset).batch(config.batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-def grouped_pipeline(config: TrainConfig, train: Split, num_classes: int) -> tf.data.Dataset:
-    """Batches of K subsets of N same-label images, `([K, N, H, W, C], [K])`."""
+def grouped_pipeline(
+    config: TrainConfig,
+    train: Split,
+    num_classes: int,
+    input_context: tf.distribute.InputContext | None = None,
+) -> tf.data.Dataset:
+    """Batches of K subsets of N same-label images, `([K, N, H, W, C], [K])`.
+
+    With `input_context` (one replica's input of a multi-replica run), this
+    replica's shard of them.
+    """
     return data.group_by_class(
         train.loaded if train.loaded is not None else train.dataset,
         subset_size=config.subset_size,
@@ -80,7 +89,9 @@ def grouped_pipeline(config: TrainConfig, train: Split, num_classes: int) -> tf.
         num_classes=num_classes,
         augment=augment_fn(config),
         labels=train.labels,
-        num_replicas=1,  # checked against the strategy by `stages.check_replicas`
+        # Without a context: checked against the strategy by `stages.check_replicas`.
+        num_replicas=1,
+        input_context=input_context,
     )
 
 
@@ -151,16 +162,7 @@ def distributed_grouped_pipeline(
     local = []
 
     def dataset_fn(input_context: tf.distribute.InputContext) -> tf.data.Dataset:
-        dataset = data.group_by_class(
-            train.loaded if train.loaded is not None else train.dataset,
-            subset_size=config.subset_size,
-            groups_per_batch=config.batch_size // config.subset_size,
-            seed=config.seed,
-            num_classes=num_classes,
-            augment=augment_fn(config),
-            labels=train.labels,
-            input_context=input_context,
-        )
+        dataset = grouped_pipeline(config, train, num_classes, input_context)
         local.append(dataset)
         options = tf.data.Options()
         options.deterministic = True
