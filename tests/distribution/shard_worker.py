@@ -12,7 +12,6 @@ is counted by wrapping the source's per-file load function.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import sys
@@ -28,31 +27,13 @@ def main(folder: str, out: str, subset_size: int, groups: int, seed: int) -> Non
     strategy = kmc_strategy.get_strategy("multi_worker") if multi_worker else None
 
     import numpy as np
-    import tensorflow as tf
 
     import keras_metacleaner as kmc
+    from tests.tools.tool_helpers import counting_file_reads
 
     loaded = kmc.data.load(f"folder:{folder}", seed=seed)
     reads = []
-
-    def record(path):
-        reads.append(path.numpy().decode())
-        return np.int32(0)
-
-    view = loaded.view
-    assert view is not None and view.is_files, "the folder source lost its file view"
-
-    def counting_load(path):
-        done = tf.py_function(record, [path], tf.int32)
-        with tf.control_dependencies([done]):
-            return view.load_fn(path)
-
-    loaded = kmc.data.LoadedData(
-        loaded.info,
-        loaded.test,
-        loaded.labels,
-        view=dataclasses.replace(view, load_fn=counting_load),
-    )
+    loaded = counting_file_reads(loaded, reads)
 
     contexts, datasets = [], []
     if multi_worker:

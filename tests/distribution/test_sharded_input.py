@@ -22,7 +22,7 @@ import sys
 import numpy as np
 import pytest
 from PIL import Image
-from tools.tool_helpers import free_ports
+from tools.tool_helpers import free_ports, wait_all
 
 import keras_metacleaner as kmc
 
@@ -89,14 +89,7 @@ def epochs(tmp_path_factory):
         for i in range(2)
     ]
     procs.append(_start(tmp / "images", tmp / "single.json"))
-    try:
-        for proc in procs:
-            _, err = proc.communicate(timeout=600)
-            assert proc.returncode == 0, err[-3000:]
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
+    wait_all(procs, timeout=600)
     load = lambda name: json.loads((tmp / name).read_text())  # noqa: E731
     return load("single.json"), [load("worker0.json"), load("worker1.json")]
 

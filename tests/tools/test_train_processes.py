@@ -9,7 +9,7 @@ import time
 import pytest
 from test_case import write_noisy_npz
 
-from tools.tool_helpers import PYTHON, TOOLS, free_ports, run_tool, subprocess_env
+from tools.tool_helpers import PYTHON, TOOLS, free_ports, run_tool, subprocess_env, wait_all
 
 pytestmark = pytest.mark.slow
 
@@ -96,16 +96,7 @@ def test_multi_worker_two_local_processes(tmp_path):
                 env=env,
             )
         )
-    outputs = []
-    try:
-        for proc in procs:
-            outputs.append(proc.communicate(timeout=240))
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-    for proc, (_, err) in zip(procs, outputs):
-        assert proc.returncode == 0, err[-3000:]
+    outputs = wait_all(procs, timeout=240)
     results = json.loads((model_dir / "results.json").read_text())
     assert results["strategy"] == {"name": "multi_worker", "replicas": 2}
     assert [e["epoch"] for e in results["history"]] == [0, 1]

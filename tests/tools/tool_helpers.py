@@ -77,3 +77,54 @@ def free_ports(count: int) -> list[int]:
     finally:
         for s in sockets:
             s.close()
+
+
+def wait_all(procs: list[subprocess.Popen], timeout: float) -> list[tuple[str, str]]:
+    """Waits for every process, kills those left running, asserts each exited 0.
+
+    Returns:
+        Each process's `(stdout, stderr)`; an assertion names the first failure's stderr tail.
+    """
+    outputs = []
+    try:
+        for proc in procs:
+            outputs.append(proc.communicate(timeout=timeout))
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+    for proc, (_, err) in zip(procs, outputs):
+        assert proc.returncode == 0, err[-3000:]
+    return outputs
+
+
+def counting_file_reads(loaded, reads: list):
+    """`loaded` (a `LoadedData` of files), its per-file load appending each decoded path to `reads`.
+
+    The sharding tests count what each worker process decodes with it.
+    """
+    import dataclasses
+
+    import numpy as np
+    import tensorflow as tf
+
+    from keras_metacleaner import data
+
+    view = loaded.view
+    assert view is not None and view.is_files, "the folder source lost its file view"
+
+    def record(path):
+        reads.append(path.numpy().decode())
+        return np.int32(0)
+
+    def counting_load(path):
+        done = tf.py_function(record, [path], tf.int32)
+        with tf.control_dependencies([done]):
+            return view.load_fn(path)
+
+    return data.LoadedData(
+        loaded.info,
+        loaded.test,
+        loaded.labels,
+        view=dataclasses.replace(view, load_fn=counting_load),
+    )

@@ -13,7 +13,6 @@ about half of the images the epochs use; with element-wise auto-sharding
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import subprocess
@@ -54,35 +53,15 @@ def _worker(folder: str, model_dir: str, out: str) -> None:
     # The strategy first: its collectives must precede other TensorFlow work.
     strategy = kmc_strategy.get_strategy("multi_worker")
 
-    import tensorflow as tf
-
     import keras_metacleaner as kmc
     from keras_metacleaner import data
+    from tests.tools.tool_helpers import counting_file_reads
 
     reads = []
-
-    def record(path):
-        reads.append(path.numpy().decode())
-        return np.int32(0)
-
     original_load = data.load
 
     def counting_load(spec, **kwargs):
-        loaded = original_load(spec, **kwargs)
-        view = loaded.view
-        assert view is not None and view.is_files, "the folder source lost its file view"
-
-        def counting_load_fn(path):
-            done = tf.py_function(record, [path], tf.int32)
-            with tf.control_dependencies([done]):
-                return view.load_fn(path)
-
-        return data.LoadedData(
-            loaded.info,
-            loaded.test,
-            loaded.labels,
-            view=dataclasses.replace(view, load_fn=counting_load_fn),
-        )
+        return counting_file_reads(original_load(spec, **kwargs), reads)
 
     data.load = counting_load
     config = kmc.training.TrainConfig(
@@ -113,7 +92,7 @@ def _env(tf_config: dict) -> dict:
 def test_each_worker_decodes_about_half_of_the_grouped_epochs(tmp_path):
     folder, model_dir = tmp_path / "images", tmp_path / "run"
     _write_folder(folder)
-    from tools.tool_helpers import free_ports
+    from tools.tool_helpers import free_ports, wait_all
 
     cluster = {"worker": [f"127.0.0.1:{p}" for p in free_ports(2)]}
     outs = [tmp_path / f"worker{i}.json" for i in range(2)]
@@ -127,16 +106,7 @@ def test_each_worker_decodes_about_half_of_the_grouped_epochs(tmp_path):
         )
         for i, out in enumerate(outs)
     ]
-    outputs = []
-    try:
-        for proc in procs:
-            outputs.append(proc.communicate(timeout=240))
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-    for proc, (_, err) in zip(procs, outputs):
-        assert proc.returncode == 0, err[-3000:]
+    wait_all(procs, timeout=240)
 
     workers = [json.loads(out.read_text()) for out in outs]
     reads = [len(w["reads"]) for w in workers]
