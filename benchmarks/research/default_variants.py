@@ -19,6 +19,12 @@ Variants:
                  bootstrapping, Reed et al. 2015, with the cleaner's α as the trust).
   bootstrap_t09  the same, the pseudo-label used only where the prediction has
                  probability >= 0.9 (FixMatch's gate): two sparse cross-entropies.
+  bootstrap_from5
+                 `bootstrap` switched on at the sixth epoch (epoch index 5), once the
+                 classifier is right often enough for its predictions to teach.
+  bootstrap_plateau
+                 `bootstrap` switched on once the noisy-validation accuracy has not
+                 risen for 2 epochs (a rule a user without clean labels can run).
   sce_members    the per-image loss is SCE (0.1, 1.0, A -4) instead of CE, weighted by α.
   sce_all        SCE for the hallucinated loss too.
   ema_teacher    α read from a slow copy of the network (weights averaged over the
@@ -45,6 +51,8 @@ VARIANTS = (
     "ema_teacher",
     "bootstrap",
     "bootstrap_t09",
+    "bootstrap_from5",
+    "bootstrap_plateau",
     "sce_members",
     "sce_all",
     "mixup",
@@ -52,7 +60,10 @@ VARIANTS = (
 
 
 def variant_classes():
-    """`{variant: (model class, compiled-loss factory or None)}`; imports TensorFlow."""
+    """`({variant: (model class, compiled-loss factory or None)}, {variant: callback factory})`.
+
+    Imports TensorFlow.
+    """
     import keras
     import tensorflow as tf
     from keras import ops
@@ -72,7 +83,7 @@ def variant_classes():
             a = ops.reshape(ops.cast(alpha, "float32"), (-1,))
             given = ops.reshape(ops.repeat(labels[:, None], self.subset_size, axis=1), (-1,))
             predicted = ops.stop_gradient(probs)
-            gate = 1.0
+            gate = self._bootstrap_gate()
             if self.threshold is not None:
                 gate = ops.cast(ops.max(predicted, axis=-1) >= self.threshold, "float32")
             # Two sparse cross-entropies, not one soft target: Keras' categorical
@@ -84,8 +95,52 @@ def variant_classes():
                 ops.argmax(predicted, axis=-1), probs, sample_weight=(1.0 - a) * gate
             )
 
+        def _bootstrap_gate(self):
+            return 1.0
+
     class BootstrapT09(Bootstrap):
         threshold = 0.9
+
+    class BootstrapLate(Bootstrap):
+        """Bootstrapping gated by a variable that `BootstrapSwitch` sets once."""
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.bootstrap_on = keras.Variable(0.0, trainable=False, name="bootstrap_on")
+
+        def _bootstrap_gate(self):
+            return ops.convert_to_tensor(self.bootstrap_on)
+
+    class BootstrapSwitch(keras.callbacks.Callback):
+        """Turns bootstrapping on at `start_epoch`, or after `patience` epochs without a
+        new best noisy-validation accuracy (the selection callback logs it before this)."""
+
+        def __init__(self, start_epoch=None, patience=None):
+            super().__init__()
+            self.start_epoch, self.patience = start_epoch, patience
+            self.best, self.waited = -1.0, 0
+
+        def on_epoch_begin(self, epoch, logs=None):
+            if self.start_epoch is not None and epoch >= self.start_epoch:
+                self._switch_on(epoch)
+
+        def on_epoch_end(self, epoch, logs=None):
+            if self.patience is None:
+                return
+            score = (logs or {}).get("noisy_val_accuracy")
+            if score is None:
+                raise ValueError("bootstrap_plateau needs noisy_val_accuracy in the logs")
+            if score > self.best:
+                self.best, self.waited = score, 0
+            else:
+                self.waited += 1
+                if self.waited >= self.patience:
+                    self._switch_on(epoch + 1)
+
+        def _switch_on(self, epoch):
+            if float(self.model.bootstrap_on.numpy()) == 0.0:
+                print(f"bootstrapping on from epoch {epoch}", flush=True)
+                self.model.bootstrap_on.assign(1.0)
 
     class SCEMembers(MetaCleanerModel):
         def _member_loss(self, labels, alpha, member_logits, sample_weight):
@@ -184,14 +239,20 @@ def variant_classes():
         "ema_teacher": (EmaTeacher, None),
         "bootstrap": (Bootstrap, None),
         "bootstrap_t09": (BootstrapT09, None),
+        "bootstrap_from5": (BootstrapLate, None),
+        "bootstrap_plateau": (BootstrapLate, None),
         "sce_members": (SCEMembers, None),
         "sce_all": (SCEMembers, sce),
         "mixup": (Mixup, None),
     }
+    switches = {
+        "bootstrap_from5": lambda: BootstrapSwitch(start_epoch=5),
+        "bootstrap_plateau": lambda: BootstrapSwitch(patience=2),
+    }
     for cls, _ in classes.values():
         if cls is not MetaCleanerModel:
             keras.saving.register_keras_serializable(package="research")(cls)
-    return classes
+    return classes, switches
 
 
 def main(argv=None) -> None:
@@ -215,7 +276,8 @@ def main(argv=None) -> None:
     from keras_metacleaner import training
     from keras_metacleaner.training import methods
 
-    cls, loss = variant_classes()[args.variant]
+    classes, switches = variant_classes()
+    cls, loss = classes[args.variant]
 
     def build(config, backbone_fn, num_classes, num_examples):
         return cls.from_preset(
@@ -228,6 +290,8 @@ def main(argv=None) -> None:
         )
 
     extra = {"loss": lambda method_args: loss()} if loss else {}
+    if args.variant in switches:
+        extra["callbacks"] = lambda model, config: [switches[args.variant]()]
     methods.METHODS["metacleaner"] = dataclasses.replace(
         methods.METHODS["metacleaner"], build=build, **extra
     )
