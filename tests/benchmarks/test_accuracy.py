@@ -142,6 +142,53 @@ def test_plot_draws_the_chosen_schedules(tmp_path):
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
+def _record(method, kind, rate, schedule, seed, final, picked, oracle=None, score=0.5):
+    return {
+        "record_version": accuracy.RECORD_VERSION,
+        "method": method,
+        "noise_type": kind,
+        "noise_rate": rate,
+        "schedule": schedule,
+        "seed": seed,
+        "final": final,
+        "picked": picked,
+        "oracle": max(final, picked) if oracle is None else oracle,
+        "noisy_val_best": score,
+    }
+
+
+def test_goals_take_the_best_peer_per_measure_at_its_chosen_schedule(tmp_path):
+    records = [
+        # 40% symmetric: ahead of plain by 2 on both, but SCE is better on the pick.
+        _record("metacleaner", "symmetric", 0.4, "constant", 0, 0.86, 0.85, oracle=0.86),
+        _record("baseline", "symmetric", 0.4, "cosine", 0, 0.84, 0.83),
+        _record("sce", "symmetric", 0.4, "constant", 0, 0.80, 0.845),
+        # SCE's cosine run is better but its noisy validation did not choose it.
+        _record("sce", "symmetric", 0.4, "cosine", 0, 0.99, 0.99, score=0.1),
+        # Pair flips: 2 ahead on both measures, but the constant run memorises.
+        _record("metacleaner", "pairflip", 0.45, "constant", 0, 0.70, 0.70, oracle=0.75),
+        _record("sce", "pairflip", 0.45, "constant", 0, 0.68, 0.68),
+        # No noise: 0.2 below plain training, within the slack.
+        _record("metacleaner", "symmetric", 0.0, "constant", 0, 0.878, 0.878),
+        _record("baseline", "symmetric", 0.0, "constant", 0, 0.88, 0.88),
+    ]
+    path = tmp_path / "acc.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    rows = {
+        line.split(" | ")[0].lstrip("| "): line
+        for line in accuracy.goals(str(path)).splitlines()[2:]
+    }
+    sym40 = rows["ahead of the best peer by ≥ 1 at symmetric 40%"]
+    assert "picked 85.00 (n=1) against sce 84.50 (n=1): +0.50" in sym40
+    assert "final 86.00 (n=1) against baseline 84.00 (n=1): +2.00" in sym40
+    assert sym40.endswith("| no |")
+    assert rows["ahead of the best peer by ≥ 1 at pairflip 45%"].endswith("| yes |")
+    assert rows["ahead of the best peer by ≥ 1 at symmetric 60%"].endswith("| not run | – |")
+    assert rows["at 0% noise no more than 0.3 below plain training"].endswith("| yes |")
+    constant = next(line for name, line in rows.items() if name.startswith("constant rate"))
+    assert "pairflip 45%: -5.00 (n=1)" in constant and constant.endswith("| no |")
+
+
 def test_old_records_stay_readable_and_are_marked_legacy():
     path = os.path.join(ROOT, "docs", "data", "accuracy.jsonl")
     records = accuracy.read_records(path)
