@@ -50,7 +50,17 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "benchmarks", "out", "accuracy.jsonl")
 RECORD_VERSION = 2
-METHODS = ("metacleaner", "paper", "loss_reweight", "baseline", "gce", "sce", "elr", "coteaching")
+METHODS = (
+    "metacleaner",
+    "metacleaner_bootstrap",
+    "paper",
+    "loss_reweight",
+    "baseline",
+    "gce",
+    "sce",
+    "elr",
+    "coteaching",
+)
 NOISES = (
     ("symmetric", 0.0),
     ("symmetric", 0.2),

@@ -108,6 +108,18 @@ class MetaCleanerModel(keras.Model):
             members (gradient stopped): Eq. 3 divides by Σα, which hides
             that every member of a subset looks mislabelled; this weight does
             not. Must be None or `"auto"` in `"loss_reweight"` mode.
+        bootstrap_after_epochs: int >= 0 or None. From this epoch on
+            (counted from 0 in `fit`), the member loss also trains each
+            member towards the network's own prediction, weighted by
+            `1 - α`: the members the cleaner distrusts are relabelled
+            instead of only down-weighted (hard bootstrapping, Reed et al.
+            2015, with the cleaner's α as the trust). The warm-up keeps the
+            early, mostly wrong predictions from teaching themselves; after
+            it, bootstrapping stops the late memorisation of pair flips.
+            None (the default and `metacleaner_v1`) never bootstraps. Needs
+            `mode="hallucinate"` and `member_loss_weight > 0`. `fit` adds
+            the callback that switches it on; the switch is a weight of the
+            model, so an interrupted run resumes in the same state.
         **kwargs: passed to `keras.Model`.
 
     Returns:
@@ -149,6 +161,7 @@ class MetaCleanerModel(keras.Model):
         seed: int | None = None,
         member_loss_weight: float | str = AUTO,
         subset_loss_weights: str | None = AUTO,
+        bootstrap_after_epochs: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -189,6 +202,34 @@ class MetaCleanerModel(keras.Model):
         self.member_loss_weight, self.subset_loss_weights = _resolve_losses(
             mode, self.cleaner.weighting, member_loss_weight, subset_loss_weights
         )
+        if bootstrap_after_epochs is not None and (
+            not _is_int(bootstrap_after_epochs) or bootstrap_after_epochs < 0
+        ):
+            raise ValueError(
+                "`bootstrap_after_epochs` must be an integer >= 0 or None, "
+                f"got {bootstrap_after_epochs!r}."
+            )
+        if bootstrap_after_epochs is not None and not (
+            self.mode == "hallucinate" and self.member_loss_weight > 0
+        ):
+            raise ValueError(
+                "`bootstrap_after_epochs` relabels members through the member loss: it needs "
+                "mode='hallucinate' and member_loss_weight > 0, got "
+                f"mode={self.mode!r}, member_loss_weight={self.member_loss_weight!r}."
+            )
+        self.bootstrap_after_epochs = (
+            None if bootstrap_after_epochs is None else int(bootstrap_after_epochs)
+        )
+        if self.bootstrap_after_epochs is not None:
+            # 0.0 during the warm-up, 1.0 after: set by `BootstrapSwitch` at each epoch's
+            # start, saved with the weights (BackupAndRestore resumes in the same state).
+            self.bootstrap_weight = self.add_weight(
+                shape=(),
+                initializer="zeros",
+                trainable=False,
+                name="bootstrap_weight",
+                aggregation="only_first_replica",
+            )
         self.classifier = layers.Dense(self.num_classes, name="classifier")
         # float32 output under mixed precision: softmax and the loss stay stable.
         self.probabilities = layers.Activation("softmax", dtype="float32", name="probabilities")
@@ -522,7 +563,31 @@ class MetaCleanerModel(keras.Model):
         )
         # A keras Loss object divides by the replica count as compute_loss
         # does, without adding the regularisation losses a second time.
-        return self._member_loss_fn(y, y_pred, sample_weight=weights)
+        loss = self._member_loss_fn(y, y_pred, sample_weight=weights)
+        if self.bootstrap_after_epochs is None:
+            return loss
+        # Two sparse cross-entropies, not one soft target α·label + (1 - α)·prediction:
+        # Keras' categorical cross-entropy on softmax outputs backpropagates `p - t`,
+        # the loss's gradient only where t sums to 1.
+        predicted = ops.argmax(ops.stop_gradient(y_pred), axis=-1)
+        distrust = 1.0 - ops.cast(alpha, "float32")
+        if sample_weight is not None:
+            distrust = distrust * ops.reshape(ops.cast(sample_weight, "float32"), (-1, 1))
+        distrust = ops.reshape(distrust, (-1,))
+        bootstrap = self._member_loss_fn(predicted, y_pred, sample_weight=distrust)
+        return loss + ops.cast(self.bootstrap_weight, "float32") * bootstrap
+
+    def fit(self, *args: Any, **kwargs: Any) -> Any:
+        """`keras.Model.fit`, with the switch of `bootstrap_after_epochs` added to the callbacks."""
+        if self.bootstrap_after_epochs is not None:
+            callbacks = kwargs.get("callbacks")
+            if isinstance(callbacks, keras.callbacks.CallbackList):
+                callbacks = list(callbacks.callbacks)
+            callbacks = list(callbacks or [])
+            if not any(isinstance(c, BootstrapSwitch) for c in callbacks):
+                callbacks.append(BootstrapSwitch())
+            kwargs["callbacks"] = callbacks
+        return super().fit(*args, **kwargs)
 
     def _update_alpha_metrics(self, alpha):
         alpha = ops.cast(alpha, "float32")
@@ -625,6 +690,7 @@ class MetaCleanerModel(keras.Model):
             "seed": self.seed,
             "member_loss_weight": self.member_loss_weight,
             "subset_loss_weights": self.subset_loss_weights,
+            "bootstrap_after_epochs": self.bootstrap_after_epochs,
         }
 
     @classmethod
@@ -650,3 +716,18 @@ class MetaCleanerModel(keras.Model):
 
             return NormalizedLossMetaCleanerModel(**config, **normalize)
         return cls(**config)
+
+
+class BootstrapSwitch(keras.callbacks.Callback):
+    """Switches a model's bootstrapping on at its `bootstrap_after_epochs`.
+
+    `MetaCleanerModel.fit` adds it; pass one yourself only to see it in the list.
+    At the start of every epoch it sets the model's `bootstrap_weight` to 1.0 from
+    epoch `bootstrap_after_epochs` on, else 0.0, so a resumed `fit` (BackupAndRestore,
+    `initial_epoch`) is in the state of the epoch it resumes at.
+    """
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        after = getattr(self.model, "bootstrap_after_epochs", None)
+        if after is not None:
+            self.model.bootstrap_weight.assign(1.0 if epoch >= after else 0.0)

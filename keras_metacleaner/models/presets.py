@@ -38,10 +38,23 @@ DEFAULT_VERSIONS: MappingProxyType[str, MappingProxyType[str, Any]] = MappingPro
 #: The version `"metacleaner"` names.
 DEFAULT_VERSION = "metacleaner_v1"
 
+#: Candidates measured against the frozen default before one of them is frozen.
+#: - `"metacleaner_bootstrap"`: `metacleaner_v1`, and after 5 warm-up epochs the
+#:   members the cleaner distrusts are also trained towards the network's own
+#:   prediction, weighted by 1 - α (`bootstrap_after_epochs`).
+CANDIDATES: MappingProxyType[str, MappingProxyType[str, Any]] = MappingProxyType(
+    {
+        "metacleaner_bootstrap": MappingProxyType(
+            {**DEFAULT_VERSIONS["metacleaner_v1"], "bootstrap_after_epochs": 5}
+        ),
+    }
+)
+
 PRESETS: MappingProxyType[str, MappingProxyType[str, Any]] = MappingProxyType(
     {
         "metacleaner": DEFAULT_VERSIONS[DEFAULT_VERSION],
         **DEFAULT_VERSIONS,
+        **CANDIDATES,
         "paper": MappingProxyType(
             {
                 "weighting": "fc_fc_relu_sig",

@@ -182,6 +182,14 @@ METHODS: dict[str, Method] = {
             METACLEANER_OPTIONS,
         ),
         Method(
+            "metacleaner_bootstrap",
+            "candidate default: metacleaner_v1, then after 5 warm-up epochs the members the "
+            "cleaner distrusts are also trained towards the network's prediction (1 - alpha)",
+            "grouped",
+            _metacleaner,
+            METACLEANER_OPTIONS,
+        ),
+        Method(
             "paper",
             "MetaCleaner as the paper describes it (Eq. 3, fc_fc_relu_sig, no extra losses)",
             "grouped",

@@ -18,6 +18,7 @@ from test_case import (
     scalar_tags,
     symmetric_noise,
     tiny_model,
+    two_replica_strategy,
 )
 
 import keras_metacleaner as kmc
@@ -191,6 +192,94 @@ def test_subset_loss_weights_enter_the_training_loss():
     assert expected < float(np.mean(per_subset))  # α < 1 somewhere, so the test can tell
     logs = model.train_on_batch(x, y, return_dict=True)
     assert logs["loss"] == pytest.approx(expected, rel=1e-4)
+
+
+# -------------------------------------------------------------- bootstrapping
+def test_bootstrap_adds_the_prediction_term_weighted_by_distrust():
+    model = tiny_model("label_posterior", seed=0, bootstrap_after_epochs=0)
+    logits = np.random.default_rng(0).normal(size=(2, N, C)).astype("float32")
+    alpha = np.array([[1.0, 0.5, 0.0], [0.2, 0.9, 0.4]], "float32")
+    labels = np.array([0, 2])
+    sample_weight = np.array([1.0, 2.0], "float32")
+    probs = keras.ops.convert_to_numpy(keras.ops.softmax(logits)).reshape(-1, C)
+    given = np.repeat(labels, N)
+    weights = (alpha * sample_weight[:, None]).reshape(-1)
+    rows = np.arange(2 * N)
+    expected_given = np.mean(weights * -np.log(probs[rows, given]))
+    expected_own = np.mean(
+        (1.0 - alpha).reshape(-1)
+        * np.repeat(sample_weight, N)
+        * -np.log(probs[rows, probs.argmax(-1)])
+    )
+
+    def member_loss():
+        return float(model._member_loss(labels, alpha, logits, sample_weight))
+
+    model.bootstrap_weight.assign(0.0)  # the warm-up: the default's member loss
+    assert member_loss() == pytest.approx(expected_given, rel=1e-5)
+    model.bootstrap_weight.assign(1.0)
+    assert member_loss() == pytest.approx(expected_given + expected_own, rel=1e-5)
+
+
+class _BootstrapWeights(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seen.append(float(self.model.bootstrap_weight.numpy()))
+
+
+def test_bootstrap_switches_on_after_the_warm_up_epochs_and_on_resume(tmp_path):
+    x, y = random_subsets(8, N, num_classes=C, seed=9)
+    model = tiny_model("label_posterior", seed=0, bootstrap_after_epochs=2)
+    seen = _BootstrapWeights()
+    model.fit(x, y, batch_size=K, epochs=4, verbose=0, callbacks=[seen])
+    assert seen.seen == [0.0, 0.0, 1.0, 1.0]
+    # A resumed fit starts in the state of its epoch, whatever the variable held.
+    seen = _BootstrapWeights()
+    model.bootstrap_weight.assign(1.0)
+    model.fit(x, y, batch_size=K, epochs=3, initial_epoch=1, verbose=0, callbacks=[seen])
+    assert seen.seen == [0.0, 1.0]
+    # Saved with the model: the switch and its state survive a save and load.
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert loaded.bootstrap_after_epochs == 2
+    assert float(loaded.bootstrap_weight.numpy()) == 1.0
+
+
+def test_bootstrap_switch_reaches_every_replica():
+    strategy = two_replica_strategy()
+    x, y = random_subsets(8, N, num_classes=C, seed=9)
+    with strategy.scope():
+        model = tiny_model("label_posterior", seed=0, bootstrap_after_epochs=1)
+    history = model.fit(x, y, batch_size=K, epochs=2, verbose=0)
+    replicas = strategy.experimental_local_results(model.bootstrap_weight.value)
+    assert len(replicas) == 2 and [float(v.numpy()) for v in replicas] == [1.0, 1.0]
+    assert np.all(np.isfinite(history.history["loss"]))
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"bootstrap_after_epochs": -1}, r"bootstrap_after_epochs.*-1"),
+        ({"bootstrap_after_epochs": 2.5}, r"bootstrap_after_epochs.*2.5"),
+        ({"bootstrap_after_epochs": 0, "member_loss_weight": 0.0}, r"member_loss_weight > 0"),
+        (
+            {
+                "bootstrap_after_epochs": 0,
+                "mode": "loss_reweight",
+                "member_loss_weight": 0.0,
+                "subset_loss_weights": None,
+            },
+            r"mode='hallucinate'",
+        ),
+    ],
+)
+def test_bootstrap_needs_the_member_loss(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_model("label_posterior", compile=False, **kwargs)
 
 
 def test_loss_reweight_mode_trains():
@@ -518,7 +607,13 @@ def test_get_config_round_trip():
 
 # ------------------------------------------------------------- named methods
 def test_presets_are_the_named_methods():
-    assert set(kmc.models.PRESETS) == {"metacleaner", "metacleaner_v1", "paper", "loss_reweight"}
+    assert set(kmc.models.PRESETS) == {
+        "metacleaner",
+        "metacleaner_v1",
+        "metacleaner_bootstrap",
+        "paper",
+        "loss_reweight",
+    }
     resolved = {}
     for name in kmc.models.PRESETS:
         backbone = kmc.models.small_cnn((8, 8, 1), feature_dim=8)
@@ -532,6 +627,7 @@ def test_presets_are_the_named_methods():
     assert resolved == {
         "metacleaner": ("LabelPosteriorWeighting", "hallucinate", 1.0, "max_alpha"),
         "metacleaner_v1": ("LabelPosteriorWeighting", "hallucinate", 1.0, "max_alpha"),
+        "metacleaner_bootstrap": ("LabelPosteriorWeighting", "hallucinate", 1.0, "max_alpha"),
         "paper": ("DenseWeighting", "hallucinate", 0.0, None),
         "loss_reweight": ("DenseWeighting", "loss_reweight", 0.0, None),
     }
