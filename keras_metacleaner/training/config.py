@@ -149,6 +149,13 @@ class ModelConfig:
         choices=SUBSET_LOSS_WEIGHTS,
         flag_type=str,
     )
+    bootstrap_after_epochs: int | None = _field(
+        None,
+        "Override the method's bootstrapping: from this epoch on (counted from 0), the members "
+        "the cleaner distrusts are also trained towards the network's prediction, weighted by "
+        "1 - alpha; -1: never. Empty: the method's own.",
+        flag_type=int,
+    )
     hidden_units: int = _field(
         384, "Hidden units of the weighting (384 Food-101N, 512 Clothing1M)."
     )
@@ -473,6 +480,23 @@ class TrainConfig:
                 raise ValueError(f"{name}={getattr(c, name)} must be >= 0.")
         if c.member_loss_weight is not None and c.member_loss_weight < 0:
             raise ValueError(f"member_loss_weight={c.member_loss_weight} must be >= 0.")
+        if c.bootstrap_after_epochs is not None and c.bootstrap_after_epochs < -1:
+            raise ValueError(
+                f"bootstrap_after_epochs={c.bootstrap_after_epochs} must be >= 0, or -1 (never)."
+            )
+        options = {
+            k: default if getattr(c, k) is None else getattr(c, k)
+            for k, default in method.options.items()
+        }
+        if options.get("bootstrap_after_epochs", -1) >= 0 and (
+            c.method == "loss_reweight" or not options.get("member_loss_weight")
+        ):
+            raise ValueError(
+                f"bootstrap_after_epochs={options['bootstrap_after_epochs']} relabels members "
+                f"through the per-image loss: method={c.method} with member_loss_weight="
+                f"{options.get('member_loss_weight')} has none (set member_loss_weight > 0, or "
+                "bootstrap_after_epochs=-1)."
+            )
         if not 0 < c.lr_decay_factor <= 1:
             raise ValueError(f"lr_decay_factor={c.lr_decay_factor} must be in (0, 1].")
         schedule = c.schedule or ("step" if c.lr_decay_epochs > 0 else "constant")

@@ -65,7 +65,12 @@ class Method:
         if not self.grouped:
             given = [
                 name
-                for name in ("weighting", "member_loss_weight", "subset_loss_weights")
+                for name in (
+                    "weighting",
+                    "member_loss_weight",
+                    "subset_loss_weights",
+                    "bootstrap_after_epochs",
+                )
                 if getattr(config.model, name) is not None
             ]
             if given:
@@ -92,6 +97,9 @@ def _metacleaner(config, backbone_fn, num_classes: int, num_examples: int):
         hidden_units=config.hidden_units,
         member_loss_weight=config.member_loss_weight,
         subset_loss_weights=None if subset in (None, "none") else subset,
+        bootstrap_after_epochs=(
+            None if config.bootstrap_after_epochs in (None, -1) else config.bootstrap_after_epochs
+        ),
         seed=config.seed,
         # The model (and its exported classifier) carries the method's name, as before.
         name=config.method,
@@ -155,11 +163,14 @@ METACLEANER_OPTIONS = {
     "weighting": "label_posterior",
     "member_loss_weight": 1.0,
     "subset_loss_weights": "max_alpha",
+    "bootstrap_after_epochs": -1,
 }
+BOOTSTRAP_OPTIONS = {**METACLEANER_OPTIONS, "bootstrap_after_epochs": 5}
 PAPER_OPTIONS = {
     "weighting": "fc_fc_relu_sig",
     "member_loss_weight": 0.0,
     "subset_loss_weights": "none",
+    "bootstrap_after_epochs": -1,
 }
 
 METHODS: dict[str, Method] = {
@@ -187,7 +198,7 @@ METHODS: dict[str, Method] = {
             "cleaner distrusts are also trained towards the network's prediction (1 - alpha)",
             "grouped",
             _metacleaner,
-            METACLEANER_OPTIONS,
+            BOOTSTRAP_OPTIONS,
         ),
         Method(
             "paper",

@@ -53,6 +53,7 @@ def _base(toy_npz, model_dir):
         (["--batch_size=30"], "--batch_size=30 must be divisible by subset_size=4"),
         (["--noise_rate=1.0"], "--noise_rate=1.0 must be in [0, 1)"),
         (["--member_loss_weight=-1"], "--member_loss_weight=-1.0 must be >= 0"),
+        (["--method=paper", "--bootstrap_after_epochs=3"], "method=paper with member_loss_weight"),
         (["--noise_rate=-0.1"], "--noise_rate=-0.1 must be in [0, 1)"),
         (["--noise_type=gaussian"], "--noise_type='gaussian'"),
         (["--noise_type=transition:/no/such.npy"], "/no/such.npy"),

@@ -54,6 +54,11 @@ def test_resolution_fills_the_method_and_keeps_overrides():
     )
     override = TrainConfig("x", "/tmp/r", method="paper", weighting="constant").resolved()
     assert override.weighting == "constant" and override.member_loss_weight == 0.0
+    bootstrap = TrainConfig("x", "/tmp/r", method="metacleaner_bootstrap").resolved()
+    assert bootstrap.bootstrap_after_epochs == 5
+    assert (
+        TrainConfig("x", "/tmp/r", method="metacleaner_v1").resolved().bootstrap_after_epochs == -1
+    )
     assert TrainConfig("x", "/tmp/r", lr_decay_epochs=5).resolved().schedule == "step"
     assert TrainConfig("x", "/tmp/r").resolved().schedule == "constant"
 
@@ -86,6 +91,13 @@ def test_resolution_fills_the_method_and_keeps_overrides():
         ({"augment": True}, "augment needs image_size"),
         ({"method": "baseline", "weighting": "constant"}, "method=baseline trains without"),
         ({"backbone_weights": "imagenet"}, "only backbone=resnet50 has pretrained weights"),
+        ({"bootstrap_after_epochs": -2}, r"bootstrap_after_epochs=-2 must be >= 0, or -1"),
+        ({"method": "paper", "bootstrap_after_epochs": 3}, "method=paper with member_loss_weight"),
+        (
+            {"method": "metacleaner_bootstrap", "member_loss_weight": 0.0},
+            "bootstrap_after_epochs=5 relabels members",
+        ),
+        ({"method": "sce", "bootstrap_after_epochs": 3}, "method=sce trains without"),
     ],
 )
 def test_validation_names_the_setting(tmp_path, overrides, match):

@@ -84,6 +84,21 @@ def test_every_method_builds_and_predicts(name):
     np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)
 
 
+@pytest.mark.parametrize(
+    "name, override, expected",
+    [
+        ("metacleaner_v1", None, None),
+        ("metacleaner_bootstrap", None, 5),
+        ("metacleaner_bootstrap", -1, None),
+        ("metacleaner_v1", 2, 2),
+    ],
+)
+def test_bootstrap_after_epochs_reaches_the_model(name, override, expected):
+    config = TrainConfig("x", "/tmp/r", method=name, bootstrap_after_epochs=override)
+    model = recipe.build_model(config.resolved(), 3, (8, 8, 1), num_examples=20)
+    assert model.bootstrap_after_epochs == expected
+
+
 @pytest.fixture(scope="module")
 def toy_npz(tmp_path_factory):
     from test_case import write_noisy_npz
