@@ -50,8 +50,9 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "benchmarks", "out", "accuracy.jsonl")
 RECORD_VERSION = 2
+# The default by its frozen name: `metacleaner` moves to each new version, a record must not.
 METHODS = (
-    "metacleaner",
+    "metacleaner_v1",
     "metacleaner_bootstrap",
     "paper",
     "loss_reweight",
@@ -82,12 +83,15 @@ AHEAD_BY, AHEAD_SETTINGS = (
 CLEAN_SLACK = 0.3
 # ... and under a constant rate, the final epoch within this of the run's own best epoch.
 MEMORISATION_SLACK = 1.0
+# Records made while a moving name meant a frozen version (every `metacleaner` record of this
+# benchmark ran while it named metacleaner_v1: commits 4662aa5 and f71114e).
+RENAMED = {"metacleaner": "metacleaner_v1"}
 # Old benchmark names (its own loop) that are a named method today.
 LEGACY_NAMES = {
     "baseline": "baseline",
     "fc_fc_relu_sig": "paper",
     "loss_reweight:fc_fc_relu_sig": "loss_reweight",
-    "label_posterior_rel_m1_p0.5+rawmember+subsetmax": "metacleaner",
+    "label_posterior_rel_m1_p0.5+rawmember+subsetmax": "metacleaner_v1",
 }
 
 
@@ -184,9 +188,16 @@ def normalise(record: dict) -> dict:
     The earlier benchmark trained with its own loop on a seeded random draw of
     the training images, without a validation split: it has final and
     best-epoch (oracle) accuracies, no picked one. Its method names map to a
-    named method where they are the same configuration.
+    named method where they are the same configuration. Records of this benchmark
+    named by a moving name (`metacleaner`) get the frozen name they ran (`RENAMED`).
     """
     if record.get("record_version") == RECORD_VERSION:
+        if record.get("method") in RENAMED:
+            return {
+                **record,
+                "method": RENAMED[record["method"]],
+                "method_as_run": record["method"],
+            }
         return record
     name = record.get("method")
     return {
@@ -379,7 +390,14 @@ def _described(records: list[dict], key: str) -> str:
     return f"{_stat(r[key] for r in records)} (n={len(records)})"
 
 
-def goals(path: str, method: str = "metacleaner") -> str:
+def default_version() -> str:
+    """The frozen version `metacleaner` names today (imports the library)."""
+    from keras_metacleaner.models import DEFAULT_VERSION
+
+    return DEFAULT_VERSION
+
+
+def goals(path: str, method: str | None = None) -> str:
     """Issue 14's goals checked against the records, each method at its chosen schedule.
 
     The best peer is chosen per setting and per measure (picked, final) from `PEERS`:
@@ -388,11 +406,12 @@ def goals(path: str, method: str = "metacleaner") -> str:
 
     Args:
         path: the JSONL records.
-        method: the method the goals are about.
+        method: the method the goals are about; None: the default's newest frozen version.
 
     Returns:
         Markdown: a `| goal | measured | met? |` table.
     """
+    method = default_version() if method in (None, "metacleaner") else method
     records = [r for r in read_records(path) if not r.get("legacy")]
     chosen = chosen_schedules(records)
 
@@ -487,7 +506,10 @@ def plot(path: str, out: str) -> str:
         groups.setdefault((r["method"], r["noise_type"], r["noise_rate"]), []).append(r["picked"])
     figure = new_figure(10, 4.2)
     left, right = figure.subplots(1, 2, width_ratios=(3, 2))
-    methods = sorted({m for m, _, _ in groups}, key=lambda m: METHODS.index(m))
+    methods = sorted(
+        {m for m, _, _ in groups},
+        key=lambda m: (METHODS.index(m) if m in METHODS else len(METHODS), m),
+    )
     others = sorted({(k, rate) for _, k, rate in groups if k != "symmetric"})
     for i, method in enumerate(methods):
         color = f"C{i}"
@@ -570,7 +592,7 @@ def main(argv=None) -> int:
         const="metacleaner",
         default="",
         metavar="METHOD",
-        help="with --report: also check issue 14's goals for METHOD (default metacleaner)",
+        help="with --report: also check issue 14's goals for METHOD (default: the default)",
     )
     parser.add_argument(
         "--tiny", action="store_true", help="make test: formats and selection logic, tiny data"
@@ -578,6 +600,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     args.argv = argv
     args.methods = [m for m in args.methods.split(",") if m]
+    if "metacleaner" in args.methods:  # records carry the frozen name it means today
+        args.methods = [default_version() if m == "metacleaner" else m for m in args.methods]
     unknown = [m for m in args.methods if m not in METHODS]
     if unknown:
         parser.error(f"--methods: unknown method {unknown[0]!r}; expected one of {METHODS}")
