@@ -48,12 +48,13 @@ from collections.abc import Callable, Iterable
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)  # this checkout's library, not the installed (editable) one
 OUT = os.path.join(ROOT, "benchmarks", "out", "accuracy.jsonl")
 RECORD_VERSION = 2
 # The default by its frozen name: `metacleaner` moves to each new version, a record must not.
 METHODS = (
     "metacleaner_v1",
-    "metacleaner_bootstrap",
+    "metacleaner_v2",
     "paper",
     "loss_reweight",
     "baseline",
@@ -85,7 +86,9 @@ CLEAN_SLACK = 0.3
 MEMORISATION_SLACK = 1.0
 # Records made while a moving name meant a frozen version (every `metacleaner` record of this
 # benchmark ran while it named metacleaner_v1: commits 4662aa5 and f71114e).
-RENAMED = {"metacleaner": "metacleaner_v1"}
+# metacleaner_v2 ran as the candidate `metacleaner_bootstrap` (commit 411057b), the same
+# arguments under the name it had before it was frozen.
+RENAMED = {"metacleaner": "metacleaner_v1", "metacleaner_bootstrap": "metacleaner_v2"}
 # Old benchmark names (its own loop) that are a named method today.
 LEGACY_NAMES = {
     "baseline": "baseline",
@@ -170,7 +173,10 @@ def run_one(task: tuple[dict, str, dict | None, str]) -> dict:
     from keras_metacleaner import training
 
     results = training.run(train_config(spec, run_dir))
-    return record_from_results(spec, results, commit, command)
+    record = record_from_results(spec, results, commit, command)
+    # Where the library came from, in the process that trained.
+    record["library"] = os.path.dirname(os.path.abspath(training.__file__))
+    return record
 
 
 # -------------------------------------------------------------- the records
@@ -627,7 +633,8 @@ def main(argv=None) -> int:
     )
     from keras_metacleaner.training.results import git_commit
 
-    run_grid(args, commit=git_commit(ROOT))
+    # The commit of the library this process imported (this checkout's, see ROOT above).
+    run_grid(args, commit=git_commit())
     print(report(args.out))
     return 0
 

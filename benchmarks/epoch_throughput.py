@@ -40,6 +40,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+sys.path.insert(0, ROOT)  # this checkout's library, not the installed (editable) one
 
 SEED = 0
 SUBSET_SIZE = 4

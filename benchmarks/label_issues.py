@@ -49,6 +49,7 @@ import time
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)  # this checkout's library, not the installed (editable) one
 OUT = os.path.join(ROOT, "benchmarks", "out", "label_issues.jsonl")
 TEST_SIZE = 2000
 NOISES = ("symmetric:0.4", "pairflip:0.45", "confusion:0.4")

@@ -42,6 +42,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+sys.path.insert(0, ROOT)  # this checkout's library, not the installed (editable) one
 sys.path.insert(0, HERE)
 
 from epoch_throughput import _commit, update_results_md, write_json  # noqa: E402

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 import tempfile
 import time
 
@@ -29,6 +30,9 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
+
+# This checkout's library, not the installed (editable) one.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import keras_metacleaner as kmc  # noqa: E402
 from keras_metacleaner.training.results import write_json_atomic  # noqa: E402

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -177,7 +178,7 @@ def test_goals_take_the_best_peer_per_measure_at_its_chosen_schedule(tmp_path):
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
     rows = {
         line.split(" | ")[0].lstrip("| "): line
-        for line in accuracy.goals(str(path)).splitlines()[2:]
+        for line in accuracy.goals(str(path), "metacleaner_v1").splitlines()[2:]
     }
     sym40 = rows["ahead of the best peer by ≥ 1 at symmetric 40%"]
     assert "picked 85.00 (n=1) against sce 84.50 (n=1): +0.50" in sym40
@@ -193,6 +194,30 @@ def test_goals_take_the_best_peer_per_measure_at_its_chosen_schedule(tmp_path):
         "baseline",
         "sce",
     }
+
+
+def test_a_pinned_checkout_imports_its_own_library(tmp_path):
+    # A worktree of another commit shares the installed (editable) package of the main
+    # checkout: the benchmark must put its own checkout first, or it measures other code.
+    checkout = tmp_path / "bench-abc"
+    (checkout / "benchmarks").mkdir(parents=True)
+    (checkout / "keras_metacleaner").mkdir()
+    (checkout / "keras_metacleaner" / "__init__.py").write_text("PINNED = True\n")
+    script = checkout / "benchmarks" / "accuracy.py"
+    script.write_text((Path(ROOT) / "benchmarks" / "accuracy.py").read_text())
+    code = (
+        "import runpy, sys; runpy.run_path(sys.argv[1], run_name='not_main'); "
+        "import keras_metacleaner; print(keras_metacleaner.__file__)"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", code, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip() == str(checkout / "keras_metacleaner" / "__init__.py")
 
 
 def test_old_records_stay_readable_and_are_marked_legacy():
@@ -245,5 +270,6 @@ def test_a_real_tiny_run_goes_through_kmc_training_run(toy_npz, tmp_path):
     assert config["select_on"] == "noisy_val" and config["schedule"] == "step"
     assert record["picked"] is not None and record["picked_epoch"] == 0
     assert len(record["noisy_val_curve"]) == 1
+    assert record["library"] == os.path.join(ROOT, "keras_metacleaner", "training")
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["final_test_accuracy"] == record["final"]
