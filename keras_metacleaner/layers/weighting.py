@@ -56,6 +56,9 @@ class Weighting(keras.layers.Layer):
     #: the learned weightings, so that naming one never gives an untested mix.
     default_member_loss_weight: float = 0.0
     default_subset_loss_weights: str | None = None
+    #: Epochs of warm-up before the members this weighting distrusts are also
+    #: trained towards the network's prediction (`bootstrap_after_epochs`); None: never.
+    default_bootstrap_after_epochs: int | None = None
 
     def __init__(self, subset_size: int, hidden_units: int = 384, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -471,6 +474,9 @@ class LabelPosteriorWeighting(_LabelScoreWeighting):
     >>> [round(float(a), 2) for a in w(keras.ops.ones((1, 2, 3)), scores)[0]]
     [1.0, 0.25]
     """
+
+    # The default method since metacleaner_v2 (docs/results.md, issue 14).
+    default_bootstrap_after_epochs = 5
 
     #: The highest estimate of the clean share: never trust every label fully.
     max_clean_prior = 0.99

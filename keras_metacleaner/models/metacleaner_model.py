@@ -116,8 +116,10 @@ class MetaCleanerModel(keras.Model):
             2015, with the cleaner's α as the trust). The warm-up keeps the
             early, mostly wrong predictions from teaching themselves; after
             it, bootstrapping stops the late memorisation of pair flips.
-            None (the default and `metacleaner_v1`) never bootstraps. Needs
-            `mode="hallucinate"` and `member_loss_weight > 0`. `fit` adds
+            None never bootstraps (`metacleaner_v1`, the paper); `"auto"` takes
+            the weighting's documented warm-up (5 epochs for `label_posterior`,
+            the default since `metacleaner_v2`) where there is a member loss.
+            An integer needs `mode="hallucinate"` and `member_loss_weight > 0`. `fit` adds
             the callback that switches it on; the switch is a weight of the
             model, so an interrupted run resumes in the same state.
         **kwargs: passed to `keras.Model`.
@@ -161,7 +163,7 @@ class MetaCleanerModel(keras.Model):
         seed: int | None = None,
         member_loss_weight: float | str = AUTO,
         subset_loss_weights: str | None = AUTO,
-        bootstrap_after_epochs: int | None = None,
+        bootstrap_after_epochs: int | None | str = AUTO,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -202,6 +204,13 @@ class MetaCleanerModel(keras.Model):
         self.member_loss_weight, self.subset_loss_weights = _resolve_losses(
             mode, self.cleaner.weighting, member_loss_weight, subset_loss_weights
         )
+        if bootstrap_after_epochs == AUTO:
+            # The weighting's documented warm-up, where there is a member loss to use it.
+            bootstrap_after_epochs = (
+                self.cleaner.weighting.default_bootstrap_after_epochs
+                if self.mode == "hallucinate" and self.member_loss_weight > 0
+                else None
+            )
         if bootstrap_after_epochs is not None and (
             not _is_int(bootstrap_after_epochs) or bootstrap_after_epochs < 0
         ):
@@ -708,6 +717,8 @@ class MetaCleanerModel(keras.Model):
                 for key in ("normalize_member_weights", "normalize_subset_weights")
                 if key in config
             }
+        # Files saved before bootstrapping existed never bootstrapped.
+        config.setdefault("bootstrap_after_epochs", None)
         if config.get("mode") == "loss_reweight":
             # Stored then, never read in this mode.
             config["member_loss_weight"], config["subset_loss_weights"] = 0.0, None

@@ -159,13 +159,13 @@ def _sce_loss(args: dict):
 
 #: The MetaCleaner options each grouped method fixes (the values of the presets of
 #: `kmc.models.PRESETS`; tests/training/test_methods.py checks they agree).
-METACLEANER_OPTIONS = {
+V1_OPTIONS = {
     "weighting": "label_posterior",
     "member_loss_weight": 1.0,
     "subset_loss_weights": "max_alpha",
     "bootstrap_after_epochs": -1,
 }
-BOOTSTRAP_OPTIONS = {**METACLEANER_OPTIONS, "bootstrap_after_epochs": 5}
+V2_OPTIONS = {**V1_OPTIONS, "bootstrap_after_epochs": 5}
 PAPER_OPTIONS = {
     "weighting": "fc_fc_relu_sig",
     "member_loss_weight": 0.0,
@@ -178,27 +178,28 @@ METHODS: dict[str, Method] = {
     for m in (
         Method(
             "metacleaner",
-            "this project's default (label_posterior weighting, per-image loss 1.0, subsets "
-            "weighted by their largest alpha)",
+            "this project's default, the newest frozen version (metacleaner_v2): "
+            "label_posterior weighting, per-image loss 1.0, subsets weighted by their largest "
+            "alpha, and after 5 warm-up epochs the members the cleaner distrusts are also "
+            "trained towards the network's prediction (1 - alpha)",
             "grouped",
             _metacleaner,
-            METACLEANER_OPTIONS,
+            V2_OPTIONS,
         ),
         Method(
             "metacleaner_v1",
-            "the default as frozen on 2026-12-01, what docs/results.md measures "
-            "(metacleaner names the newest frozen version)",
+            "the default as frozen on 2026-12-01 (no bootstrapping)",
             "grouped",
             _metacleaner,
-            METACLEANER_OPTIONS,
+            V1_OPTIONS,
         ),
         Method(
-            "metacleaner_bootstrap",
-            "candidate default: metacleaner_v1, then after 5 warm-up epochs the members the "
-            "cleaner distrusts are also trained towards the network's prediction (1 - alpha)",
+            "metacleaner_v2",
+            "the default as frozen on 2026-12-02: metacleaner_v1 with bootstrapping after 5 "
+            "warm-up epochs",
             "grouped",
             _metacleaner,
-            BOOTSTRAP_OPTIONS,
+            V2_OPTIONS,
         ),
         Method(
             "paper",

@@ -610,7 +610,7 @@ def test_presets_are_the_named_methods():
     assert set(kmc.models.PRESETS) == {
         "metacleaner",
         "metacleaner_v1",
-        "metacleaner_bootstrap",
+        "metacleaner_v2",
         "paper",
         "loss_reweight",
     }
@@ -623,13 +623,14 @@ def test_presets_are_the_named_methods():
             model.mode,
             model.member_loss_weight,
             model.subset_loss_weights,
+            model.bootstrap_after_epochs,
         )
     assert resolved == {
-        "metacleaner": ("LabelPosteriorWeighting", "hallucinate", 1.0, "max_alpha"),
-        "metacleaner_v1": ("LabelPosteriorWeighting", "hallucinate", 1.0, "max_alpha"),
-        "metacleaner_bootstrap": ("LabelPosteriorWeighting", "hallucinate", 1.0, "max_alpha"),
-        "paper": ("DenseWeighting", "hallucinate", 0.0, None),
-        "loss_reweight": ("DenseWeighting", "loss_reweight", 0.0, None),
+        "metacleaner": ("LabelPosteriorWeighting", "hallucinate", 1.0, "max_alpha", 5),
+        "metacleaner_v1": ("LabelPosteriorWeighting", "hallucinate", 1.0, "max_alpha", None),
+        "metacleaner_v2": ("LabelPosteriorWeighting", "hallucinate", 1.0, "max_alpha", 5),
+        "paper": ("DenseWeighting", "hallucinate", 0.0, None, None),
+        "loss_reweight": ("DenseWeighting", "loss_reweight", 0.0, None, None),
     }
 
 
@@ -672,7 +673,7 @@ def test_the_bare_default_is_the_metacleaner_preset():
     preset = kmc.MetaCleanerModel.from_preset(
         "metacleaner", backbone, C, N, hidden_units=8, name="m"
     ).get_config()
-    for key in ("mode", "member_loss_weight", "subset_loss_weights"):
+    for key in ("mode", "member_loss_weight", "subset_loss_weights", "bootstrap_after_epochs"):
         assert bare[key] == preset[key]
     unnamed = [{**c["weighting"]["config"], "name": None} for c in (bare, preset)]
     assert bare["weighting"]["class_name"] == preset["weighting"]["class_name"]

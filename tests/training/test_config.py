@@ -54,7 +54,7 @@ def test_resolution_fills_the_method_and_keeps_overrides():
     )
     override = TrainConfig("x", "/tmp/r", method="paper", weighting="constant").resolved()
     assert override.weighting == "constant" and override.member_loss_weight == 0.0
-    bootstrap = TrainConfig("x", "/tmp/r", method="metacleaner_bootstrap").resolved()
+    bootstrap = TrainConfig("x", "/tmp/r", method="metacleaner_v2").resolved()
     assert bootstrap.bootstrap_after_epochs == 5
     assert (
         TrainConfig("x", "/tmp/r", method="metacleaner_v1").resolved().bootstrap_after_epochs == -1
@@ -94,7 +94,7 @@ def test_resolution_fills_the_method_and_keeps_overrides():
         ({"bootstrap_after_epochs": -2}, r"bootstrap_after_epochs=-2 must be >= 0, or -1"),
         ({"method": "paper", "bootstrap_after_epochs": 3}, "method=paper with member_loss_weight"),
         (
-            {"method": "metacleaner_bootstrap", "member_loss_weight": 0.0},
+            {"method": "metacleaner_v2", "member_loss_weight": 0.0},
             "bootstrap_after_epochs=5 relabels members",
         ),
         ({"method": "sce", "bootstrap_after_epochs": 3}, "method=sce trains without"),

@@ -10,7 +10,7 @@ from keras_metacleaner.training.config import TrainConfig
 CONTRACT = (
     "metacleaner",
     "metacleaner_v1",
-    "metacleaner_bootstrap",  # a candidate default, measured before it is frozen
+    "metacleaner_v2",
     "paper",
     "loss_reweight",
     "baseline",
@@ -35,13 +35,14 @@ def test_grouped_options_agree_with_the_model_presets():
     for name in (
         "metacleaner",
         "metacleaner_v1",
-        "metacleaner_bootstrap",
+        "metacleaner_v2",
         "paper",
         "loss_reweight",
     ):
         preset = presets[name]
         for key, value in methods.METHODS[name].options.items():
-            want = None if value == "none" else value
+            # The flags' "none" and -1 ("never") are the model's None.
+            want = None if value in ("none", -1) else value
             assert preset.get(key, want) == want, (name, key)
 
 
@@ -51,11 +52,17 @@ def test_metacleaner_is_the_newest_frozen_version():
     assert kmc.models.DEFAULT_VERSION == newest
     assert dict(kmc.models.PRESETS["metacleaner"]) == dict(kmc.models.PRESETS[newest])
     assert methods.METHODS["metacleaner"].options == methods.METHODS[newest].options
-    assert dict(kmc.models.DEFAULT_VERSIONS["metacleaner_v1"]) == {
+    v1 = {
         "weighting": "label_posterior",
         "mode": "hallucinate",
         "member_loss_weight": 1.0,
         "subset_loss_weights": "max_alpha",
+        "bootstrap_after_epochs": None,
+    }
+    assert dict(kmc.models.DEFAULT_VERSIONS["metacleaner_v1"]) == v1
+    assert dict(kmc.models.DEFAULT_VERSIONS["metacleaner_v2"]) == {
+        **v1,
+        "bootstrap_after_epochs": 5,
     }
 
 
@@ -88,8 +95,8 @@ def test_every_method_builds_and_predicts(name):
     "name, override, expected",
     [
         ("metacleaner_v1", None, None),
-        ("metacleaner_bootstrap", None, 5),
-        ("metacleaner_bootstrap", -1, None),
+        ("metacleaner_v2", None, 5),
+        ("metacleaner_v2", -1, None),
         ("metacleaner_v1", 2, 2),
     ],
 )
