@@ -212,7 +212,7 @@ class MetaCleanerModel(keras.Model):
                 else None
             )
         if bootstrap_after_epochs is not None and (
-            not _is_int(bootstrap_after_epochs) or bootstrap_after_epochs < 0
+            not _is_int(bootstrap_after_epochs) or int(bootstrap_after_epochs) < 0
         ):
             raise ValueError(
                 "`bootstrap_after_epochs` must be an integer >= 0 or None, "
