@@ -221,6 +221,12 @@ def test_bootstrap_adds_the_prediction_term_weighted_by_distrust():
     assert member_loss() == pytest.approx(expected_given + expected_own, rel=1e-5)
 
 
+def test_a_config_saved_before_bootstrapping_loads_without_it():
+    config = tiny_model("label_posterior", compile=False).get_config()
+    assert config.pop("bootstrap_after_epochs") == 5  # the label_posterior default ('auto')
+    assert kmc.MetaCleanerModel.from_config(config).bootstrap_after_epochs is None
+
+
 class _BootstrapWeights(keras.callbacks.Callback):
     def __init__(self):
         super().__init__()
