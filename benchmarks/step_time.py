@@ -33,10 +33,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
-
-# This checkout's library, not the installed (editable) one.
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(HERE))  # this checkout's library, not the installed one
 
 import keras_metacleaner as kmc  # noqa: E402
 from keras_metacleaner.training.results import write_json_atomic  # noqa: E402

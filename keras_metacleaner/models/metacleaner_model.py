@@ -204,12 +204,12 @@ class MetaCleanerModel(keras.Model):
         self.member_loss_weight, self.subset_loss_weights = _resolve_losses(
             mode, self.cleaner.weighting, member_loss_weight, subset_loss_weights
         )
+        # Bootstrapping relabels members through the member loss: it needs one.
+        has_member_loss = self.mode == "hallucinate" and self.member_loss_weight > 0
         if bootstrap_after_epochs == AUTO:
             # The weighting's documented warm-up, where there is a member loss to use it.
             bootstrap_after_epochs = (
-                self.cleaner.weighting.default_bootstrap_after_epochs
-                if self.mode == "hallucinate" and self.member_loss_weight > 0
-                else None
+                self.cleaner.weighting.default_bootstrap_after_epochs if has_member_loss else None
             )
         if bootstrap_after_epochs is not None and (
             not _is_int(bootstrap_after_epochs) or int(bootstrap_after_epochs) < 0
@@ -218,9 +218,7 @@ class MetaCleanerModel(keras.Model):
                 "`bootstrap_after_epochs` must be an integer >= 0 or None, "
                 f"got {bootstrap_after_epochs!r}."
             )
-        if bootstrap_after_epochs is not None and not (
-            self.mode == "hallucinate" and self.member_loss_weight > 0
-        ):
+        if bootstrap_after_epochs is not None and not has_member_loss:
             raise ValueError(
                 "`bootstrap_after_epochs` relabels members through the member loss: it needs "
                 "mode='hallucinate' and member_loss_weight > 0, got "
@@ -547,14 +545,19 @@ class MetaCleanerModel(keras.Model):
         return self._flat_members(labels, weights, member_logits, sample_weight)
 
     def _flat_members(self, labels, weights, member_logits, sample_weight):
-        if sample_weight is not None:
-            weights = weights * ops.reshape(ops.cast(sample_weight, "float32"), (-1, 1))
         member_labels = ops.repeat(labels[:, None], self.subset_size, axis=1)
         return (
             ops.reshape(member_labels, (-1,)),
             ops.reshape(self.probabilities(member_logits), (-1, self.num_classes)),
-            ops.reshape(weights, (-1,)),
+            self._flat_member_weights(weights, sample_weight),
         )
+
+    @staticmethod
+    def _flat_member_weights(weights, sample_weight):
+        """Per-member weights `[K, N]` times the subsets' sample weights `[K]`, flattened."""
+        if sample_weight is not None:
+            weights = weights * ops.reshape(ops.cast(sample_weight, "float32"), (-1, 1))
+        return ops.reshape(weights, (-1,))
 
     def _reweighted_loss(self, x, labels, alpha, member_logits, sample_weight):
         """Table 3 (I): each member's own loss, weighted by its α."""
@@ -579,10 +582,7 @@ class MetaCleanerModel(keras.Model):
         # Keras' categorical cross-entropy on softmax outputs backpropagates `p - t`,
         # the loss's gradient only where t sums to 1.
         predicted = ops.argmax(ops.stop_gradient(y_pred), axis=-1)
-        distrust = 1.0 - ops.cast(alpha, "float32")
-        if sample_weight is not None:
-            distrust = distrust * ops.reshape(ops.cast(sample_weight, "float32"), (-1, 1))
-        distrust = ops.reshape(distrust, (-1,))
+        distrust = self._flat_member_weights(1.0 - ops.cast(alpha, "float32"), sample_weight)
         bootstrap = self._member_loss_fn(predicted, y_pred, sample_weight=distrust)
         return loss + ops.cast(self.bootstrap_weight, "float32") * bootstrap
 

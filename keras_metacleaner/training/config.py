@@ -484,17 +484,16 @@ class TrainConfig:
             raise ValueError(
                 f"bootstrap_after_epochs={c.bootstrap_after_epochs} must be >= 0, or -1 (never)."
             )
-        options = {
-            k: default if getattr(c, k) is None else getattr(c, k)
-            for k, default in method.options.items()
-        }
-        if options.get("bootstrap_after_epochs", -1) >= 0 and (
-            c.method == "loss_reweight" or not options.get("member_loss_weight")
+        r = c.resolved()  # the method's options where the config leaves them to it
+        if (
+            method.grouped
+            and r.bootstrap_after_epochs not in (None, -1)
+            and (c.method == "loss_reweight" or not r.member_loss_weight)
         ):
             raise ValueError(
-                f"bootstrap_after_epochs={options['bootstrap_after_epochs']} relabels members "
+                f"bootstrap_after_epochs={r.bootstrap_after_epochs} relabels members "
                 f"through the per-image loss: method={c.method} with member_loss_weight="
-                f"{options.get('member_loss_weight')} has none (set member_loss_weight > 0, or "
+                f"{r.member_loss_weight} has none (set member_loss_weight > 0, or "
                 "bootstrap_after_epochs=-1)."
             )
         if not 0 < c.lr_decay_factor <= 1:

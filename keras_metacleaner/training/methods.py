@@ -65,12 +65,7 @@ class Method:
         if not self.grouped:
             given = [
                 name
-                for name in (
-                    "weighting",
-                    "member_loss_weight",
-                    "subset_loss_weights",
-                    "bootstrap_after_epochs",
-                )
+                for name in V1_OPTIONS  # the MetaCleaner options, by name
                 if getattr(config.model, name) is not None
             ]
             if given:
