@@ -30,6 +30,13 @@ Variants:
   ema_teacher    α read from a slow copy of the network (weights averaged over the
                  steps, decay 0.99), so a label the network starts to memorise does not
                  raise its own α; one more forward pass of the members.
+  elr_teacher    the default (v2) plus ELR's regulariser on every member,
+                 λ·log(1 - <t, p>) with λ = 3, the target t read from a weight-averaged
+                 copy of the network (decay 0.99 per step; ELR+'s mean teacher) instead of
+                 a per-example running average, which would need each member's index.
+  elr_teacher_distrust
+                 the same regulariser weighted by each member's 1 - α (the members
+                 the cleaner distrusts), λ = 3.
   mixup          the per-image loss on mixup of the batch's members (λ ~ Beta(1, 1),
                  max(λ, 1 - λ)), each side weighted by its α; a second backbone pass.
 """
@@ -56,6 +63,8 @@ VARIANTS = (
     "sce_members",
     "sce_all",
     "mixup",
+    "elr_teacher",
+    "elr_teacher_distrust",
 )
 
 
@@ -69,7 +78,7 @@ def variant_classes():
     from keras import ops
 
     from keras_metacleaner import losses
-    from keras_metacleaner.models import MetaCleanerModel
+    from keras_metacleaner.models import MetaCleanerModel, elr
 
     def sce():
         return losses.SymmetricCrossEntropy(alpha=0.1, beta=1.0, log_clip=-4.0)
@@ -234,8 +243,46 @@ def variant_classes():
                 slow.assign(self.ema_decay * slow + (1.0 - self.ema_decay) * fast)
             return logs
 
+    class ELRTeacher(EmaTeacher):
+        """The default plus λ·log(1 - <t, p>) per member, t from the mean teacher."""
+
+        elr_lambda = 3.0
+        weigh_by_distrust = False
+
+        def _forward_subsets(self, x, labels, training):
+            if training:
+                shape = ops.shape(x)
+                flat = ops.reshape(x, (shape[0] * shape[1], *self.image_shape))
+                logits = self.teacher_classifier(self.teacher_backbone(flat, training=False))
+                probs = ops.softmax(ops.cast(logits, "float32"), axis=-1)
+                clipped = ops.clip(probs, elr.CLIP, 1.0 - elr.CLIP)
+                self._elr_targets = ops.stop_gradient(
+                    clipped / ops.sum(clipped, axis=-1, keepdims=True)
+                )
+            return MetaCleanerModel._forward_subsets(self, x, labels, training)
+
+        def _member_loss(self, labels, alpha, member_logits, sample_weight):
+            loss = super()._member_loss(labels, alpha, member_logits, sample_weight)
+            probs = ops.reshape(self.probabilities(member_logits), (-1, self.num_classes))
+            clipped = ops.clip(ops.cast(probs, "float32"), elr.CLIP, 1.0 - elr.CLIP)
+            weights = None
+            if self.weigh_by_distrust:
+                weights = self._flat_member_weights(1.0 - ops.cast(alpha, "float32"), sample_weight)
+            elif sample_weight is not None:
+                weights = self._flat_member_weights(
+                    ops.ones_like(ops.cast(alpha, "float32")), sample_weight
+                )
+            regulariser = elr._ELRRegularizer()(self._elr_targets, clipped, sample_weight=weights)
+            # The caller multiplies by member_loss_weight: divide it out, λ is ELR's.
+            return loss + self.elr_lambda / self.member_loss_weight * regulariser
+
+    class ELRTeacherDistrust(ELRTeacher):
+        weigh_by_distrust = True
+
     classes = {
         "default": (MetaCleanerModel, None),
+        "elr_teacher": (ELRTeacher, None),
+        "elr_teacher_distrust": (ELRTeacherDistrust, None),
         "ema_teacher": (EmaTeacher, None),
         "bootstrap": (Bootstrap, None),
         "bootstrap_t09": (BootstrapT09, None),
