@@ -42,6 +42,11 @@ Variants:
                  (epoch index 5): at the start the teacher is a copy of the network, and
                  pulling a prediction towards itself rewards any confident answer (the
                  first `elr_teacher` run collapsed to 52% within two epochs).
+  elr_members    the default (v2) plus ELR's regulariser on every member with ELR's own
+                 target, a per-image running average of the predictions (β 0.7, λ 3).
+                 Members carry no index: each image's row is found by an exact integer
+                 hash of its pixels (2^20 rows; research only, and only without
+                 augmentation, where an image is the same every epoch).
   mixup          the per-image loss on mixup of the batch's members (λ ~ Beta(1, 1),
                  max(λ, 1 - λ)), each side weighted by its α; a second backbone pass.
 """
@@ -71,6 +76,7 @@ VARIANTS = (
     "elr_teacher",
     "elr_teacher_distrust",
     "elr_teacher_late",
+    "elr_members",
 )
 
 
@@ -80,6 +86,7 @@ def variant_classes():
     Imports TensorFlow.
     """
     import keras
+    import numpy as np
     import tensorflow as tf
     from keras import ops
 
@@ -291,8 +298,51 @@ def variant_classes():
     class ELRTeacherLate(ELRTeacher):
         late = True
 
+    class ELRMembers(MetaCleanerModel):
+        """The default plus λ·log(1 - <t_i, p_i>) per member, t_i ELR's running average."""
+
+        elr_lambda, elr_beta, rows = 3.0, 0.7, 2**20
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.elr_targets = self.add_weight(
+                shape=(self.rows, self.num_classes),
+                initializer="zeros",
+                trainable=False,
+                name="elr_targets",
+            )
+            size = int(np.prod(self.image_shape))
+            self.hash_weights = np.random.default_rng(7).integers(1, 2**20, size, dtype=np.int64)
+
+        def _forward_subsets(self, x, labels, training):
+            if training:
+                shape = ops.shape(x)
+                flat = tf.reshape(tf.cast(x, "float32"), (shape[0] * shape[1], -1))
+                bits = tf.cast(tf.bitcast(flat, tf.int32), tf.int64)
+                key = tf.reduce_sum(bits * tf.constant(self.hash_weights)[None, :], axis=1)
+                self._elr_rows = tf.math.floormod(key, self.rows)
+            return super()._forward_subsets(x, labels, training)
+
+        def _member_loss(self, labels, alpha, member_logits, sample_weight):
+            loss = super()._member_loss(labels, alpha, member_logits, sample_weight)
+            probs = ops.reshape(self.probabilities(member_logits), (-1, self.num_classes))
+            clipped = ops.clip(ops.cast(probs, "float32"), elr.CLIP, 1.0 - elr.CLIP)
+            normalised = ops.stop_gradient(clipped / ops.sum(clipped, axis=-1, keepdims=True))
+            rows = self._elr_rows
+            targets = (
+                self.elr_beta * tf.gather(self.elr_targets, rows)
+                + (1.0 - self.elr_beta) * normalised
+            )
+            self.elr_targets.assign(
+                tf.tensor_scatter_nd_update(self.elr_targets, rows[:, None], targets)
+            )
+            regulariser = elr._ELRRegularizer()(targets, clipped)
+            # The caller multiplies by member_loss_weight: divide it out, λ is ELR's.
+            return loss + self.elr_lambda / self.member_loss_weight * regulariser
+
     classes = {
         "default": (MetaCleanerModel, None),
+        "elr_members": (ELRMembers, None),
         "elr_teacher": (ELRTeacher, None),
         "elr_teacher_distrust": (ELRTeacherDistrust, None),
         "elr_teacher_late": (ELRTeacherLate, None),
