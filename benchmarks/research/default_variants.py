@@ -47,6 +47,9 @@ Variants:
                  Members carry no index: each image's row is found by an exact integer
                  hash of its pixels (2^20 rows; research only, and only without
                  augmentation, where an image is the same every epoch).
+  elr_members_late
+                 `elr_members` with the regulariser switched on with the bootstrapping
+                 (epoch index 5); the targets average the predictions from the start.
   mixup          the per-image loss on mixup of the batch's members (λ ~ Beta(1, 1),
                  max(λ, 1 - λ)), each side weighted by its α; a second backbone pass.
 """
@@ -77,6 +80,7 @@ VARIANTS = (
     "elr_teacher_distrust",
     "elr_teacher_late",
     "elr_members",
+    "elr_members_late",
 )
 
 
@@ -302,6 +306,7 @@ def variant_classes():
         """The default plus λ·log(1 - <t_i, p_i>) per member, t_i ELR's running average."""
 
         elr_lambda, elr_beta, rows = 3.0, 0.7, 2**20
+        late = False
 
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
@@ -337,11 +342,17 @@ def variant_classes():
                 tf.tensor_scatter_nd_update(self.elr_targets, rows[:, None], targets)
             )
             regulariser = elr._ELRRegularizer()(targets, clipped)
+            if self.late:
+                regulariser = ops.cast(self.bootstrap_weight, "float32") * regulariser
             # The caller multiplies by member_loss_weight: divide it out, λ is ELR's.
             return loss + self.elr_lambda / self.member_loss_weight * regulariser
 
+    class ELRMembersLate(ELRMembers):
+        late = True
+
     classes = {
         "default": (MetaCleanerModel, None),
+        "elr_members_late": (ELRMembersLate, None),
         "elr_members": (ELRMembers, None),
         "elr_teacher": (ELRTeacher, None),
         "elr_teacher_distrust": (ELRTeacherDistrust, None),
