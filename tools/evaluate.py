@@ -19,6 +19,10 @@ import sys
 
 from absl import app, flags
 
+# Run as a script or through runpy: its sibling modules are importable either way.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cli import flags_parser, usage_error  # noqa: E402
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from keras_metacleaner import data  # noqa: E402
@@ -26,7 +30,6 @@ from keras_metacleaner.training import evaluation  # noqa: E402
 from keras_metacleaner.training.results import write_json_atomic  # noqa: E402
 
 FLAGS = flags.FLAGS
-USAGE_ERROR = 2
 
 flags.DEFINE_string("model", None, "A model.keras file or a SavedModel directory.")
 flags.DEFINE_string("dataset", None, "Dataset spec (keras_metacleaner.data.load) to evaluate on.")
@@ -48,8 +51,7 @@ flags.mark_flags_as_required(["model", "dataset"])
 
 
 def _fail(message: str) -> int:
-    sys.stderr.write(f"evaluate.py: error: {message}\n")
-    return USAGE_ERROR
+    return usage_error("evaluate.py", message)
 
 
 def matplotlib_available() -> bool:
@@ -68,13 +70,7 @@ def matplotlib_available() -> bool:
     return True
 
 
-def parse_flags(argv: list[str]) -> list[str]:
-    """absl flag parsing with exit code 2 (usage error) instead of 1."""
-    try:
-        return FLAGS(argv)
-    except flags.Error as e:
-        sys.stderr.write(f"evaluate.py: error: {e}\n")
-        sys.exit(USAGE_ERROR)
+parse_flags = flags_parser("evaluate.py")
 
 
 def main(argv: list[str]) -> int:

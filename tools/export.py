@@ -21,6 +21,10 @@ import sys
 
 from absl import app, flags
 
+# Run as a script or through runpy: its sibling modules are importable either way.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cli import UsageError, flags_parser, one_line, usage_error  # noqa: E402
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None, "Training run directory with model.keras and results.json.")
 flags.DEFINE_string("model", None, "Path of a .keras model file (instead of --model_dir).")
@@ -35,15 +39,6 @@ flags.DEFINE_integer("version", None, "Version to write; default: the next free 
 
 MODEL_FILE = "model.keras"
 RESULTS_FILE = "results.json"
-USAGE_ERROR = 2
-
-
-class UsageError(ValueError):
-    """A flag or input file that cannot work: one line on stderr, exit code 2, nothing written."""
-
-
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
 
 
 def read_class_names(path: str, source: str | None = None) -> list[str]:
@@ -127,13 +122,7 @@ def resolve_inputs() -> tuple[str, str | None]:
     return model_path, names_path
 
 
-def parse_flags(argv: list[str]) -> list[str]:
-    """absl flag parsing with exit code 2 and one line (not the usage text) on a bad flag."""
-    try:
-        return FLAGS(argv)
-    except flags.Error as error:
-        sys.stderr.write(f"export.py: error: {_one_line(error)}\n")
-        sys.exit(USAGE_ERROR)
+parse_flags = flags_parser("export.py")
 
 
 def _export(model_path: str, class_names: list[str] | None) -> str:
@@ -152,7 +141,7 @@ def _export(model_path: str, class_names: list[str] | None) -> str:
         flag = f"--model_dir={FLAGS.model_dir}" if FLAGS.model_dir else f"--model={model_path}"
         raise UsageError(
             f"{flag}: cannot load {model_path} as a Keras model ({type(error).__name__}: "
-            f"{_one_line(error)[:300]})."
+            f"{one_line(error)[:300]})."
         ) from None
     try:
         return kmc.export.export_for_serving(
@@ -160,13 +149,12 @@ def _export(model_path: str, class_names: list[str] | None) -> str:
         )
     except (ValueError, TypeError, FileExistsError, NotADirectoryError) as error:
         # Raised before anything is written (the version appears in one rename).
-        raise UsageError(_one_line(error)) from None
+        raise UsageError(one_line(error)) from None
 
 
 def main(argv: list[str]) -> int:
     if len(argv) > 1:
-        sys.stderr.write(f"export.py: error: unexpected arguments {argv[1:]}\n")
-        return USAGE_ERROR
+        return usage_error("export.py", f"unexpected arguments {argv[1:]}")
     try:
         model_path, names_path = resolve_inputs()
         source = None
@@ -177,8 +165,7 @@ def main(argv: list[str]) -> int:
             print("warning: no class names found; class_name outputs will be ids.", file=sys.stderr)
         path = _export(model_path, class_names)
     except UsageError as error:
-        sys.stderr.write(f"export.py: error: {_one_line(error)}\n")
-        return USAGE_ERROR
+        return usage_error("export.py", error)
     print(path)
     return 0
 

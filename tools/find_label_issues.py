@@ -32,12 +32,15 @@ import zipfile
 
 from absl import app, flags
 
+# Run as a script or through runpy: its sibling modules are importable either way.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cli import flags_parser, usage_error  # noqa: E402
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Flags are checked before TensorFlow loads: keras_metacleaner imports its subpackages on use.
 KMC_DEFER_IMPORTS = True
 
 FLAGS = flags.FLAGS
-USAGE_ERROR = 2
 BASENAME = "label_issues"
 # Settings read from the training run's results.json unless given on the command line.
 # Sources whose examples are files: the CSV gets a `path` column.
@@ -86,16 +89,10 @@ flags.DEFINE_integer("top", 20, "How many of the most suspicious examples to pri
 
 
 def _fail(message: str) -> None:
-    print(f"find_label_issues.py: error: {message}", file=sys.stderr)
-    sys.exit(USAGE_ERROR)
+    sys.exit(usage_error("find_label_issues.py", message))
 
 
-def parse_flags(argv: list[str]) -> list[str]:
-    """absl flag parsing with exit code 2 (usage error) instead of 1."""
-    try:
-        return FLAGS(argv)
-    except flags.Error as error:
-        _fail(str(error).splitlines()[0])
+parse_flags = flags_parser("find_label_issues.py")
 
 
 def _output_paths(output: str) -> dict[str, str]:

@@ -12,28 +12,24 @@ from __future__ import annotations
 
 import os
 import socket
-import sys
 
 from absl import flags
+from cli import USAGE_ERROR, UsageError  # noqa: F401  (the tools import them from here too)
+from cli import flags_parser as _flags_parser
 
 from keras_metacleaner.data import noise_spec
 from keras_metacleaner.data import registry as data_registry
 from keras_metacleaner.training import strategy as strategy_lib
 from keras_metacleaner.training.config import SPLIT_PREFIX, TrainConfig, config_fields
 
-USAGE_ERROR = 2
 IMAGENET_WEIGHTS = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
 IMAGENET_URL = (
     f"https://storage.googleapis.com/tensorflow/keras-applications/resnet/{IMAGENET_WEIGHTS}"
 )
 
 
-class UsageError(ValueError):
-    """A flag value that cannot work; the tools exit with code 2 before any work."""
-
-
 def flags_parser(tool: str, flag_values: flags.FlagValues = flags.FLAGS):
-    """An `app.run(flags_parser=...)` that exits 2 with one line on a flag it cannot parse.
+    """`cli.flags_parser` with a hint at `--helpfull`, which lists the training flags.
 
     Args:
         tool: the tool's file name, the first word of the error line.
@@ -42,15 +38,7 @@ def flags_parser(tool: str, flag_values: flags.FlagValues = flags.FLAGS):
     Returns:
         A function `argv -> remaining argv`.
     """
-
-    def parse(argv: list[str]) -> list[str]:
-        try:
-            return flag_values(argv)
-        except flags.Error as e:
-            sys.stderr.write(f"{tool}: error: {e} (--helpfull lists every flag)\n")
-            sys.exit(USAGE_ERROR)
-
-    return parse
+    return _flags_parser(tool, flag_values, hint=" (--helpfull lists every flag)")
 
 
 def _flag_type(field) -> type:

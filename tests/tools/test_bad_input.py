@@ -211,6 +211,27 @@ def test_bad_flags_exit_2_before_anything_is_written(data, tmp_path, extra, flag
     assert _snapshot(tmp_path, data) == before
 
 
+@pytest.mark.parametrize(
+    "tool, integer_flag",
+    [
+        ("train", "batch_size"),
+        ("tune", "batch_size"),
+        ("evaluate", "batch_size"),
+        ("export", "version"),
+        ("find_label_issues", "batch_size"),
+    ],
+)
+def test_a_flag_absl_cannot_parse_exits_2_with_one_line_naming_it(tmp_path, tool, integer_flag):
+    # absl's own parser would exit 1 and print the whole usage text (tools/cli.py).
+    for args, named in (
+        (["--no_such_flag=1"], "no_such_flag"),
+        ([f"--{integer_flag}=many"], f"--{integer_flag}=many"),
+    ):
+        done = _run(tool, args, tmp_path)
+        _assert_usage_error(done, tool, named)
+    assert list(tmp_path.iterdir()) == []
+
+
 # --------------------------------------- data contents (TensorFlow needed)
 @contextlib.contextmanager
 def _captured_stderr():
