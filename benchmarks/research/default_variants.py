@@ -260,12 +260,48 @@ def variant_classes():
                 slow.assign(self.ema_decay * slow + (1.0 - self.ema_decay) * fast)
             return logs
 
-    class ELRTeacher(EmaTeacher):
-        """The default plus λ·log(1 - <t, p>) per member, t from the mean teacher."""
+    def elr_clip(probs):
+        """ELR's clipped probabilities (its reference code's 1e-4), in float32."""
+        return ops.clip(ops.cast(probs, "float32"), elr.CLIP, 1.0 - elr.CLIP)
+
+    def elr_normalise(clipped):
+        """Clipped probabilities renormalised to sum to 1, as a target (no gradient)."""
+        return ops.stop_gradient(clipped / ops.sum(clipped, axis=-1, keepdims=True))
+
+    class ELRTerm:
+        """Adds λ·log(1 - <t, p>) per member to the default's member loss.
+
+        Subclasses give the targets t (`_elr_targets_for`) and, optionally, the
+        members' weights (`_elr_weights`); `late` gates the term with the
+        bootstrapping switch (on from the sixth epoch).
+        """
 
         elr_lambda = 3.0
-        weigh_by_distrust = False
         late = False
+
+        def _elr_targets_for(self, clipped):
+            raise NotImplementedError
+
+        def _elr_weights(self, alpha, sample_weight):
+            return None
+
+        def _member_loss(self, labels, alpha, member_logits, sample_weight):
+            loss = super()._member_loss(labels, alpha, member_logits, sample_weight)
+            probs = ops.reshape(self.probabilities(member_logits), (-1, self.num_classes))
+            clipped = elr_clip(probs)
+            targets = self._elr_targets_for(clipped)
+            regulariser = elr._ELRRegularizer()(
+                targets, clipped, sample_weight=self._elr_weights(alpha, sample_weight)
+            )
+            if self.late:
+                regulariser = ops.cast(self.bootstrap_weight, "float32") * regulariser
+            # The caller multiplies by member_loss_weight: divide it out, λ is ELR's.
+            return loss + self.elr_lambda / self.member_loss_weight * regulariser
+
+    class ELRTeacher(ELRTerm, EmaTeacher):
+        """The default plus λ·log(1 - <t, p>) per member, t from the mean teacher."""
+
+        weigh_by_distrust = False
 
         def _forward_subsets(self, x, labels, training):
             if training:
@@ -273,28 +309,20 @@ def variant_classes():
                 flat = ops.reshape(x, (shape[0] * shape[1], *self.image_shape))
                 logits = self.teacher_classifier(self.teacher_backbone(flat, training=False))
                 probs = ops.softmax(ops.cast(logits, "float32"), axis=-1)
-                clipped = ops.clip(probs, elr.CLIP, 1.0 - elr.CLIP)
-                self._elr_targets = ops.stop_gradient(
-                    clipped / ops.sum(clipped, axis=-1, keepdims=True)
-                )
+                self._teacher_targets = elr_normalise(elr_clip(probs))
             return MetaCleanerModel._forward_subsets(self, x, labels, training)
 
-        def _member_loss(self, labels, alpha, member_logits, sample_weight):
-            loss = super()._member_loss(labels, alpha, member_logits, sample_weight)
-            probs = ops.reshape(self.probabilities(member_logits), (-1, self.num_classes))
-            clipped = ops.clip(ops.cast(probs, "float32"), elr.CLIP, 1.0 - elr.CLIP)
-            weights = None
+        def _elr_targets_for(self, clipped):
+            return self._teacher_targets
+
+        def _elr_weights(self, alpha, sample_weight):
             if self.weigh_by_distrust:
-                weights = self._flat_member_weights(1.0 - ops.cast(alpha, "float32"), sample_weight)
-            elif sample_weight is not None:
-                weights = self._flat_member_weights(
+                return self._flat_member_weights(1.0 - ops.cast(alpha, "float32"), sample_weight)
+            if sample_weight is not None:
+                return self._flat_member_weights(
                     ops.ones_like(ops.cast(alpha, "float32")), sample_weight
                 )
-            regulariser = elr._ELRRegularizer()(self._elr_targets, clipped, sample_weight=weights)
-            if self.late:
-                regulariser = ops.cast(self.bootstrap_weight, "float32") * regulariser
-            # The caller multiplies by member_loss_weight: divide it out, λ is ELR's.
-            return loss + self.elr_lambda / self.member_loss_weight * regulariser
+            return None
 
     class ELRTeacherDistrust(ELRTeacher):
         weigh_by_distrust = True
@@ -302,11 +330,10 @@ def variant_classes():
     class ELRTeacherLate(ELRTeacher):
         late = True
 
-    class ELRMembers(MetaCleanerModel):
+    class ELRMembers(ELRTerm, MetaCleanerModel):
         """The default plus λ·log(1 - <t_i, p_i>) per member, t_i ELR's running average."""
 
-        elr_lambda, elr_beta, rows = 3.0, 0.7, 2**20
-        late = False
+        elr_beta, rows = 0.7, 2**20
 
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
@@ -328,24 +355,15 @@ def variant_classes():
                 self._elr_rows = tf.math.floormod(key, self.rows)
             return super()._forward_subsets(x, labels, training)
 
-        def _member_loss(self, labels, alpha, member_logits, sample_weight):
-            loss = super()._member_loss(labels, alpha, member_logits, sample_weight)
-            probs = ops.reshape(self.probabilities(member_logits), (-1, self.num_classes))
-            clipped = ops.clip(ops.cast(probs, "float32"), elr.CLIP, 1.0 - elr.CLIP)
-            normalised = ops.stop_gradient(clipped / ops.sum(clipped, axis=-1, keepdims=True))
+        def _elr_targets_for(self, clipped):
             rows = self._elr_rows
-            targets = (
-                self.elr_beta * tf.gather(self.elr_targets, rows)
-                + (1.0 - self.elr_beta) * normalised
-            )
+            targets = self.elr_beta * tf.gather(self.elr_targets, rows) + (
+                1.0 - self.elr_beta
+            ) * elr_normalise(clipped)
             self.elr_targets.assign(
                 tf.tensor_scatter_nd_update(self.elr_targets, rows[:, None], targets)
             )
-            regulariser = elr._ELRRegularizer()(targets, clipped)
-            if self.late:
-                regulariser = ops.cast(self.bootstrap_weight, "float32") * regulariser
-            # The caller multiplies by member_loss_weight: divide it out, λ is ELR's.
-            return loss + self.elr_lambda / self.member_loss_weight * regulariser
+            return targets
 
     class ELRMembersLate(ELRMembers):
         late = True
