@@ -32,7 +32,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import train_flags  # noqa: E402
-from train_flags import USAGE_ERROR, UsageError  # noqa: E402
+from cli import UsageError, usage_error  # noqa: E402
 
 from keras_metacleaner.training import run_directory  # noqa: E402
 
@@ -129,8 +129,7 @@ parse_flags = train_flags.flags_parser("train.py")
 
 def main(argv: list[str]) -> int:
     if len(argv) > 1:
-        sys.stderr.write(f"train.py: error: unexpected arguments {argv[1:]}\n")
-        return USAGE_ERROR
+        return usage_error("train.py", f"unexpected arguments {argv[1:]}")
     try:
         config = build_config()
         baseline = None
@@ -143,8 +142,7 @@ def main(argv: list[str]) -> int:
                         f"--baseline_results={FLAGS.baseline_results}: not JSON ({e})."
                     ) from None
     except UsageError as e:
-        sys.stderr.write(f"train.py: error: {e}\n")
-        return USAGE_ERROR
+        return usage_error("train.py", e)
 
     # TensorFlow starts here, once the flags are known to be good.
     from keras_metacleaner.training import recipe, strategy
@@ -160,8 +158,7 @@ def main(argv: list[str]) -> int:
         message = str(e).splitlines()[0] if str(e) else type(e).__name__
         flag = message.split("=", 1)[0]
         prefix = "--" if flag.isidentifier() and flag in FLAGS else ""
-        sys.stderr.write(f"train.py: error: {prefix}{message}\n")
-        return USAGE_ERROR
+        return usage_error("train.py", f"{prefix}{message}")
     from keras_metacleaner.training.guards import NonFiniteLossError
 
     try:

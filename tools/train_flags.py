@@ -14,7 +14,7 @@ import os
 import socket
 
 from absl import flags
-from cli import USAGE_ERROR, UsageError  # noqa: F401  (the tools import them from here too)
+from cli import UsageError
 from cli import flags_parser as _flags_parser
 
 from keras_metacleaner.data import noise_spec

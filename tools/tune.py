@@ -35,7 +35,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import train_flags  # noqa: E402
-from train_flags import USAGE_ERROR, UsageError  # noqa: E402
+from cli import UsageError, usage_error  # noqa: E402
 
 FLAGS = flags.FLAGS
 TUNERS = ("random", "bayesian", "hyperband")  # keras_metacleaner.tuning.TUNERS
@@ -157,13 +157,11 @@ parse_flags = train_flags.flags_parser("tune.py")
 
 def main(argv: list[str]) -> int:
     if len(argv) > 1:
-        sys.stderr.write(f"tune.py: error: unexpected arguments {argv[1:]}\n")
-        return USAGE_ERROR
+        return usage_error("tune.py", f"unexpected arguments {argv[1:]}")
     try:
         config, search = build_search()
     except UsageError as e:
-        sys.stderr.write(f"tune.py: error: {e}\n")
-        return USAGE_ERROR
+        return usage_error("tune.py", e)
 
     # TensorFlow starts here, once the flags are known to be good.
     from keras_metacleaner import tuning
@@ -180,8 +178,7 @@ def main(argv: list[str]) -> int:
             replicas=dist.num_replicas_in_sync,
         )
     except ValueError as e:
-        sys.stderr.write(f"tune.py: error: --subset_sizes / --batch_size: {e}\n")
-        return USAGE_ERROR
+        return usage_error("tune.py", f"--subset_sizes / --batch_size: {e}")
 
     logging.set_verbosity(logging.INFO)
     logging.get_absl_handler().addFilter(_QuietLibraries())
