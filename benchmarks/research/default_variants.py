@@ -58,6 +58,12 @@ Variants:
                  small at 80% noise (α's mean 0.22 there).
   normalised_all `normalised_members`, and the subsets' hallucinated loss weights
                  max α_k / mean_k(max α) as well.
+  normalised_warmup
+                 `normalised_all` during the 5 warm-up epochs only, the default (v2)
+                 after: v3 under pair flips learns fast and then memorises.
+  normalised_bootstrap
+                 `normalised_all` with the bootstrap term divided by ᾱ as well, so each
+                 member's label and prediction keep v2's balance α : 1 - α.
   mixup          the per-image loss on mixup of the batch's members (λ ~ Beta(1, 1),
                  max(λ, 1 - λ)), each side weighted by its α; a second backbone pass.
 """
@@ -91,6 +97,8 @@ VARIANTS = (
     "elr_members_late",
     "normalised_members",
     "normalised_all",
+    "normalised_warmup",
+    "normalised_bootstrap",
 )
 
 
@@ -384,16 +392,29 @@ def variant_classes():
         """v2 with α_i / ᾱ on the members' label loss (and on the subsets' if asked)."""
 
         normalise_subsets = False
+        warmup_only = False
+        normalise_bootstrap = False
+
+        def _scale(self, weights):
+            """1 / max(mean, 0.05); during the warm-up only when `warmup_only`."""
+            scale = 1.0 / ops.maximum(ops.mean(weights), min_mean_alpha)
+            if self.warmup_only:
+                on = ops.cast(self.bootstrap_weight, "float32")
+                scale = on + (1.0 - on) * scale
+            return scale
 
         def _member_loss(self, labels, alpha, member_logits, sample_weight):
             a = ops.cast(alpha, "float32")
-            mean = ops.maximum(ops.mean(a), min_mean_alpha)
+            scale = self._scale(a)
             y, y_pred, weights = self._member_targets(
-                labels, a / mean, member_logits, sample_weight, normalize=False
+                labels, a * scale, member_logits, sample_weight, normalize=False
             )
             loss = self._member_loss_fn(y, y_pred, sample_weight=weights)
             predicted = ops.argmax(ops.stop_gradient(y_pred), axis=-1)
-            distrust = self._flat_member_weights(1.0 - a, sample_weight)
+            distrust = 1.0 - a
+            if self.normalise_bootstrap:
+                distrust = distrust * scale
+            distrust = self._flat_member_weights(distrust, sample_weight)
             bootstrap = self._member_loss_fn(predicted, y_pred, sample_weight=distrust)
             return loss + ops.cast(self.bootstrap_weight, "float32") * bootstrap
 
@@ -401,15 +422,23 @@ def variant_classes():
             weights = super()._alpha_subset_weights(alpha)
             if not self.normalise_subsets:
                 return weights
-            return weights / ops.maximum(ops.mean(weights), min_mean_alpha)
+            return weights * self._scale(weights)
 
     class NormalisedAll(NormalisedMembers):
         normalise_subsets = True
+
+    class NormalisedWarmup(NormalisedAll):
+        warmup_only = True
+
+    class NormalisedBootstrap(NormalisedAll):
+        normalise_bootstrap = True
 
     classes = {
         "default": (MetaCleanerModel, None),
         "normalised_members": (NormalisedMembers, None),
         "normalised_all": (NormalisedAll, None),
+        "normalised_warmup": (NormalisedWarmup, None),
+        "normalised_bootstrap": (NormalisedBootstrap, None),
         "elr_members_late": (ELRMembersLate, None),
         "elr_members": (ELRMembers, None),
         "elr_teacher": (ELRTeacher, None),
