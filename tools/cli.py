@@ -40,15 +40,24 @@ def usage_error(tool: str, message: object) -> int:
     return USAGE_ERROR
 
 
-def flags_parser(tool: str, flag_values: flags.FlagValues = flags.FLAGS, hint: str = ""):
+def flags_parser(
+    tool: str,
+    flag_values: flags.FlagValues = flags.FLAGS,
+    hint: str = "",
+    required: tuple[str, ...] = (),
+):
     """An `app.run(flags_parser=...)` that exits 2 with one line on a flag it cannot parse.
 
-    absl's own parser exits 1 and prints the whole usage text.
+    absl's own parser exits 1 and prints the whole usage text. Required flags are
+    checked here, after parsing, instead of with `flags.mark_flags_as_required`:
+    absl's validators live on the process-wide `FLAGS`, so a second tool imported
+    into the same process (the tests do) would demand the first one's flags.
 
     Args:
         tool: the tool's file name, the first word of the error line.
         flag_values: the flags to parse into.
         hint: appended to the error line (e.g. where the flags are listed).
+        required: names of flags that must be given a value (a flagfile counts).
 
     Returns:
         A function `argv -> remaining argv`.
@@ -56,8 +65,12 @@ def flags_parser(tool: str, flag_values: flags.FlagValues = flags.FLAGS, hint: s
 
     def parse(argv: list[str]) -> list[str]:
         try:
-            return flag_values(argv)
+            remaining = flag_values(argv)
         except flags.Error as error:
             sys.exit(usage_error(tool, f"{error}{hint}"))
+        missing = [f"--{name}" for name in required if flag_values[name].value in (None, "")]
+        if missing:
+            sys.exit(usage_error(tool, f"{', '.join(missing)} must be given{hint}"))
+        return remaining
 
     return parse

@@ -47,7 +47,6 @@ flags.DEFINE_string(
     "(default: next to --model, in eval/).",
 )
 flags.DEFINE_integer("batch_size", 256, "Images per forward pass.")
-flags.mark_flags_as_required(["model", "dataset"])
 
 
 def _fail(message: str) -> int:
@@ -70,7 +69,7 @@ def matplotlib_available() -> bool:
     return True
 
 
-parse_flags = flags_parser("evaluate.py")
+parse_flags = flags_parser("evaluate.py", required=("model", "dataset"))
 
 
 def main(argv: list[str]) -> int:

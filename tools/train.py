@@ -48,7 +48,6 @@ flags.DEFINE_integer(
 flags.DEFINE_string(
     "baseline_results", None, "results.json of a baseline run: print a comparison table at the end."
 )
-flags.mark_flags_as_required(["dataset", "model_dir"])
 
 
 class _QuietLibraries(std_logging.Filter):
@@ -124,7 +123,7 @@ def comparison_table(results: dict, baseline: dict | None) -> str:
     return "\n".join(out)
 
 
-parse_flags = train_flags.flags_parser("train.py")
+parse_flags = train_flags.flags_parser("train.py", required=("dataset", "model_dir"))
 
 
 def main(argv: list[str]) -> int:

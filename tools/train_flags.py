@@ -28,17 +28,22 @@ IMAGENET_URL = (
 )
 
 
-def flags_parser(tool: str, flag_values: flags.FlagValues = flags.FLAGS):
+def flags_parser(
+    tool: str, flag_values: flags.FlagValues = flags.FLAGS, required: tuple[str, ...] = ()
+):
     """`cli.flags_parser` with a hint at `--helpfull`, which lists the training flags.
 
     Args:
         tool: the tool's file name, the first word of the error line.
         flag_values: the flags to parse into.
+        required: names of flags that must be given a value.
 
     Returns:
         A function `argv -> remaining argv`.
     """
-    return _flags_parser(tool, flag_values, hint=" (--helpfull lists every flag)")
+    return _flags_parser(
+        tool, flag_values, hint=" (--helpfull lists every flag)", required=required
+    )
 
 
 def _flag_type(field) -> type:

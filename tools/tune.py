@@ -72,7 +72,6 @@ flags.DEFINE_list(
 flags.DEFINE_list(
     "learning_rates", [], "Learning rates to search; empty: --learning_rate of the recipe."
 )
-flags.mark_flags_as_required(["dataset", "directory"])
 
 
 class _QuietLibraries(std_logging.Filter):
@@ -152,7 +151,7 @@ def objective_line(config) -> str:
     return "Objective: accuracy on the CLEAN validation split the source ships."
 
 
-parse_flags = train_flags.flags_parser("tune.py")
+parse_flags = train_flags.flags_parser("tune.py", required=("dataset", "directory"))
 
 
 def main(argv: list[str]) -> int:

@@ -653,3 +653,33 @@ def test_labels_that_differ_inside_a_subset_are_caught_under_jit_compile():
 @waiting("num-classes-numpy-int")
 def test_num_classes_may_be_a_numpy_integer():
     assert _tiny_model(num_classes=np.int64(NUM_CLASSES)).num_classes == NUM_CLASSES
+
+
+@pytest.mark.parametrize(
+    "tool, args, missing",
+    [
+        ("train", ["--dataset=fashion_mnist"], "--model_dir"),
+        ("tune", ["--dataset=fashion_mnist"], "--directory"),
+        ("evaluate", ["--dataset=fashion_mnist"], "--model"),
+    ],
+)
+def test_a_missing_required_flag_exits_2_naming_it(tmp_path, tool, args, missing):
+    done = _run(tool, args, tmp_path)
+    _assert_usage_error(done, tool, missing, "must be given")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_one_tools_required_flags_do_not_bind_another_in_the_same_process(tmp_path):
+    # absl validators live on the process-wide FLAGS: tune's required --directory,
+    # registered by mark_flags_as_required, used to make every train.py parse fail.
+    train, tune = import_tool("train"), import_tool("tune")
+    with _captured_stderr() as err:
+        code = invoke(
+            train, ["--dataset=fashion_mnist", f"--model_dir={tmp_path / 'run'}", "--epochs=-1"]
+        )
+    assert code == 2, err.getvalue()
+    assert "--directory" not in err.getvalue() and "epochs" in err.getvalue()
+    with _captured_stderr() as err:
+        code = invoke(tune, ["--dataset=fashion_mnist"])
+    assert code == 2 and "--directory must be given" in err.getvalue(), err.getvalue()
+    assert list(tmp_path.iterdir()) == []
