@@ -55,6 +55,7 @@ RECORD_VERSION = 2
 METHODS = (
     "metacleaner_v1",
     "metacleaner_v2",
+    "metacleaner_v3",
     "paper",
     "loss_reweight",
     "baseline",

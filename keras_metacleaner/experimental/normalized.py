@@ -47,6 +47,8 @@ class NormalizedLossMetaCleanerModel(MetaCleanerModel):
         normalize_subset_weights: bool = False,
         **kwargs: Any,
     ) -> None:
+        # As it was tried: α-weighted losses not rescaled over the batch.
+        kwargs.setdefault("loss_weight_normalization", None)
         super().__init__(*args, **kwargs)
         self.normalize_member_weights = bool(normalize_member_weights)
         self.normalize_subset_weights = bool(normalize_subset_weights)

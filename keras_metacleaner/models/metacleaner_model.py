@@ -11,6 +11,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers, ops
 
+from keras_metacleaner.layers.global_batch import global_mean
 from keras_metacleaner.layers.metacleaner import MetaCleaner
 from keras_metacleaner.layers.weighting import DEFAULT_WEIGHTING, PACKAGE, Weighting, _is_int
 from keras_metacleaner.models.presets import PRESETS
@@ -19,6 +20,12 @@ MODES = ("hallucinate", "loss_reweight")
 #: How the hallucinated loss weighs each subset: equally (None, the paper),
 #: or by the largest or the mean α of its members.
 SUBSET_LOSS_WEIGHTS = (None, "max_alpha", "mean_alpha")
+#: How the α-weighted losses are scaled: by α itself (None, `metacleaner_v1`/`v2`), or
+#: by α over its mean across the (global) batch (`"batch"`, since `metacleaner_v3`).
+LOSS_WEIGHT_NORMALIZATIONS = (None, "batch")
+#: The smallest batch mean of α that `"batch"` divides by: a batch whose members
+#: all sit at the floor is trained as plain training would, not 20 times harder.
+MIN_MEAN_WEIGHT = 0.05
 #: The value of a loss option that takes the chosen weighting's documented
 #: combination (`Weighting.default_member_loss_weight` / `default_subset_loss_weights`).
 AUTO = "auto"
@@ -122,6 +129,19 @@ class MetaCleanerModel(keras.Model):
             An integer needs `mode="hallucinate"` and `member_loss_weight > 0`. `fit` adds
             the callback that switches it on; the switch is a weight of the
             model, so an interrupted run resumes in the same state.
+        loss_weight_normalization: None, `"batch"` or `"auto"`. In
+            `"hallucinate"` mode, how the α-weighted losses are scaled. None
+            weighs by α itself, so the step on the members the cleaner trusts
+            shrinks with the clean share (to a fifth at 80% noise). `"batch"`
+            divides the member loss (its label term and its bootstrap term
+            alike, keeping each member's balance α : 1 - α) by the mean α
+            over the global batch, and the subset weights by their own mean
+            (at least `MIN_MEAN_WEIGHT`, gradient stopped): the label term is
+            then the self-normalised estimate Σα_i·ℓ_i / Σα_i of the trusted
+            members' loss, a step as large as plain training on them would
+            take at any noise rate; on clean data, where α ≈ 1, both are
+            plain training. `"auto"` takes the weighting's documented value
+            where there is an α-weighted loss.
         **kwargs: passed to `keras.Model`.
 
     Returns:
@@ -164,6 +184,7 @@ class MetaCleanerModel(keras.Model):
         member_loss_weight: float | str = AUTO,
         subset_loss_weights: str | None = AUTO,
         bootstrap_after_epochs: int | None | str = AUTO,
+        loss_weight_normalization: str | None = AUTO,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -227,6 +248,28 @@ class MetaCleanerModel(keras.Model):
         self.bootstrap_after_epochs = (
             None if bootstrap_after_epochs is None else int(bootstrap_after_epochs)
         )
+        has_alpha_losses = self.mode == "hallucinate" and (
+            self.member_loss_weight > 0 or self.subset_loss_weights is not None
+        )
+        if loss_weight_normalization == AUTO:
+            loss_weight_normalization = (
+                self.cleaner.weighting.default_loss_weight_normalization
+                if has_alpha_losses
+                else None
+            )
+        if loss_weight_normalization not in LOSS_WEIGHT_NORMALIZATIONS:
+            raise ValueError(
+                f"`loss_weight_normalization` must be one of {LOSS_WEIGHT_NORMALIZATIONS} or "
+                f"'auto', got {loss_weight_normalization!r}."
+            )
+        if loss_weight_normalization is not None and not has_alpha_losses:
+            raise ValueError(
+                "`loss_weight_normalization` scales the α-weighted losses: it needs "
+                "mode='hallucinate' with member_loss_weight > 0 or subset_loss_weights, got "
+                f"mode={self.mode!r}, member_loss_weight={self.member_loss_weight!r}, "
+                f"subset_loss_weights={self.subset_loss_weights!r}."
+            )
+        self.loss_weight_normalization = loss_weight_normalization
         if self.bootstrap_after_epochs is not None:
             # 0.0 during the warm-up, 1.0 after: set by `BootstrapSwitch` at each epoch's
             # start, saved with the weights (BackupAndRestore resumes in the same state).
@@ -523,7 +566,18 @@ class MetaCleanerModel(keras.Model):
         # still yields a full-weight feature; its α scale says how much to trust it.
         alpha = ops.stop_gradient(ops.cast(alpha, "float32"))
         reduce = ops.max if self.subset_loss_weights == "max_alpha" else ops.mean
-        return reduce(alpha, axis=1)
+        return self._normalize_loss_weights(reduce(alpha, axis=1))
+
+    def _normalize_loss_weights(self, weights):
+        """`weights` times `_loss_weight_scale(weights)`."""
+        return weights * self._loss_weight_scale(weights)
+
+    def _loss_weight_scale(self, weights):
+        """`1 / max(global batch mean of weights, MIN_MEAN_WEIGHT)` under `"batch"`, else 1."""
+        if self.loss_weight_normalization is None:
+            return 1.0
+        weights = ops.stop_gradient(ops.cast(weights, "float32"))
+        return 1.0 / ops.maximum(global_mean(weights), MIN_MEAN_WEIGHT)
 
     def _member_targets(self, labels, alpha, member_logits, sample_weight, normalize=True):
         """Flattened `(labels, probabilities, weights)` of the K·N members.
@@ -576,15 +630,17 @@ class MetaCleanerModel(keras.Model):
         # A keras Loss object divides by the replica count as compute_loss
         # does, without adding the regularisation losses a second time.
         loss = self._member_loss_fn(y, y_pred, sample_weight=weights)
-        if self.bootstrap_after_epochs is None:
-            return loss
-        # Two sparse cross-entropies, not one soft target α·label + (1 - α)·prediction:
-        # Keras' categorical cross-entropy on softmax outputs backpropagates `p - t`,
-        # the loss's gradient only where t sums to 1.
-        predicted = ops.argmax(ops.stop_gradient(y_pred), axis=-1)
-        distrust = self._flat_member_weights(1.0 - ops.cast(alpha, "float32"), sample_weight)
-        bootstrap = self._member_loss_fn(predicted, y_pred, sample_weight=distrust)
-        return loss + ops.cast(self.bootstrap_weight, "float32") * bootstrap
+        if self.bootstrap_after_epochs is not None:
+            # Two sparse cross-entropies, not one soft target α·label + (1 - α)·prediction:
+            # Keras' categorical cross-entropy on softmax outputs backpropagates `p - t`,
+            # the loss's gradient only where t sums to 1.
+            predicted = ops.argmax(ops.stop_gradient(y_pred), axis=-1)
+            distrust = self._flat_member_weights(1.0 - ops.cast(alpha, "float32"), sample_weight)
+            bootstrap = self._member_loss_fn(predicted, y_pred, sample_weight=distrust)
+            loss = loss + ops.cast(self.bootstrap_weight, "float32") * bootstrap
+        # Both terms scale alike: each member keeps the balance α : 1 - α between its
+        # label and the prediction (scaling the label term alone memorised pair flips).
+        return loss * self._loss_weight_scale(alpha)
 
     def fit(self, *args: Any, **kwargs: Any) -> Any:
         """`keras.Model.fit`, with the switch of `bootstrap_after_epochs` added to the callbacks."""
@@ -700,6 +756,7 @@ class MetaCleanerModel(keras.Model):
             "member_loss_weight": self.member_loss_weight,
             "subset_loss_weights": self.subset_loss_weights,
             "bootstrap_after_epochs": self.bootstrap_after_epochs,
+            "loss_weight_normalization": self.loss_weight_normalization,
         }
 
     @classmethod
@@ -719,6 +776,8 @@ class MetaCleanerModel(keras.Model):
             }
         # Files saved before bootstrapping existed never bootstrapped.
         config.setdefault("bootstrap_after_epochs", None)
+        # ... nor normalised their loss weights over the batch.
+        config.setdefault("loss_weight_normalization", None)
         if config.get("mode") == "loss_reweight":
             # Stored then, never read in this mode.
             config["member_loss_weight"], config["subset_loss_weights"] = 0.0, None

@@ -36,6 +36,7 @@ DEFAULT_VERSIONS: MappingProxyType[str, MappingProxyType[str, Any]] = MappingPro
                 "subset_loss_weights": "max_alpha",
                 # Spelled out when the option arrived: v1 never bootstrapped.
                 "bootstrap_after_epochs": None,
+                "loss_weight_normalization": None,
             }
         ),
         # Frozen 2026-12-02 (issue 14): v1, and after 5 warm-up epochs the members the
@@ -47,6 +48,8 @@ DEFAULT_VERSIONS: MappingProxyType[str, MappingProxyType[str, Any]] = MappingPro
                 "member_loss_weight": 1.0,
                 "subset_loss_weights": "max_alpha",
                 "bootstrap_after_epochs": 5,
+                # Spelled out when the option arrived: v2 weighed its losses by α itself.
+                "loss_weight_normalization": None,
             }
         ),
     }
@@ -58,6 +61,18 @@ PRESETS: MappingProxyType[str, MappingProxyType[str, Any]] = MappingProxyType(
     {
         "metacleaner": DEFAULT_VERSIONS[DEFAULT_VERSION],
         **DEFAULT_VERSIONS,
+        # The candidate (issue 14): v2 with the α-weighted losses divided by their batch mean, so
+        # the trusted members are trained at the step plain training would give them.
+        "metacleaner_v3": MappingProxyType(
+            {
+                "weighting": "label_posterior",
+                "mode": "hallucinate",
+                "member_loss_weight": 1.0,
+                "subset_loss_weights": "max_alpha",
+                "bootstrap_after_epochs": 5,
+                "loss_weight_normalization": "batch",
+            }
+        ),
         "paper": MappingProxyType(
             {
                 "weighting": "fc_fc_relu_sig",
@@ -66,6 +81,7 @@ PRESETS: MappingProxyType[str, MappingProxyType[str, Any]] = MappingProxyType(
                 "member_loss_weight": 0.0,
                 "subset_loss_weights": None,
                 "bootstrap_after_epochs": None,
+                "loss_weight_normalization": None,
             }
         ),
         "loss_reweight": MappingProxyType(
@@ -76,6 +92,7 @@ PRESETS: MappingProxyType[str, MappingProxyType[str, Any]] = MappingProxyType(
                 "member_loss_weight": 0.0,
                 "subset_loss_weights": None,
                 "bootstrap_after_epochs": None,
+                "loss_weight_normalization": None,
             }
         ),
     }

@@ -51,6 +51,7 @@ WEIGHTINGS = (
     "label_posterior",
 )
 SUBSET_LOSS_WEIGHTS = ("none", "max_alpha", "mean_alpha")
+LOSS_WEIGHT_NORMALIZATIONS = ("none", "batch")
 VERBOSITY = ("auto", "0", "1", "2")
 
 
@@ -155,6 +156,14 @@ class ModelConfig:
         "the cleaner distrusts are also trained towards the network's prediction, weighted by "
         "1 - alpha; -1: never. Empty: the method's own.",
         flag_type=int,
+    )
+    loss_weight_normalization: str | None = _field(
+        None,
+        "Override how the method scales its alpha-weighted losses: none (by alpha itself, so "
+        "the step on trusted members shrinks with the clean share) or batch (by alpha over its "
+        "batch mean, the step plain training would take on them). Empty: the method's own.",
+        choices=LOSS_WEIGHT_NORMALIZATIONS,
+        flag_type=str,
     )
     hidden_units: int = _field(
         384, "Hidden units of the weighting (384 Food-101N, 512 Clothing1M)."
@@ -495,6 +504,20 @@ class TrainConfig:
                 f"through the per-image loss: method={c.method} with member_loss_weight="
                 f"{r.member_loss_weight} has none (set member_loss_weight > 0, or "
                 "bootstrap_after_epochs=-1)."
+            )
+        if (
+            method.grouped
+            and r.loss_weight_normalization == "batch"
+            and (
+                c.method == "loss_reweight"
+                or (not r.member_loss_weight and r.subset_loss_weights in (None, "none"))
+            )
+        ):
+            raise ValueError(
+                "loss_weight_normalization=batch scales the alpha-weighted losses: "
+                f"method={c.method} with member_loss_weight={r.member_loss_weight} and "
+                f"subset_loss_weights={r.subset_loss_weights} has none (set "
+                "loss_weight_normalization=none)."
             )
         if not 0 < c.lr_decay_factor <= 1:
             raise ValueError(f"lr_decay_factor={c.lr_decay_factor} must be in (0, 1].")

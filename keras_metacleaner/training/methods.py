@@ -95,6 +95,11 @@ def _metacleaner(config, backbone_fn, num_classes: int, num_examples: int):
         bootstrap_after_epochs=(
             None if config.bootstrap_after_epochs in (None, -1) else config.bootstrap_after_epochs
         ),
+        loss_weight_normalization=(
+            None
+            if config.loss_weight_normalization in (None, "none")
+            else config.loss_weight_normalization
+        ),
         seed=config.seed,
         # The model (and its exported classifier) carries the method's name, as before.
         name=config.method,
@@ -159,13 +164,16 @@ V1_OPTIONS = {
     "member_loss_weight": 1.0,
     "subset_loss_weights": "max_alpha",
     "bootstrap_after_epochs": -1,
+    "loss_weight_normalization": "none",
 }
 V2_OPTIONS = {**V1_OPTIONS, "bootstrap_after_epochs": 5}
+V3_OPTIONS = {**V2_OPTIONS, "loss_weight_normalization": "batch"}
 PAPER_OPTIONS = {
     "weighting": "fc_fc_relu_sig",
     "member_loss_weight": 0.0,
     "subset_loss_weights": "none",
     "bootstrap_after_epochs": -1,
+    "loss_weight_normalization": "none",
 }
 
 METHODS: dict[str, Method] = {
@@ -195,6 +203,14 @@ METHODS: dict[str, Method] = {
             "grouped",
             _metacleaner,
             V2_OPTIONS,
+        ),
+        Method(
+            "metacleaner_v3",
+            "candidate (issue 14): metacleaner_v2 with its alpha-weighted losses divided by "
+            "their batch mean, so trusted members are trained at plain training's step",
+            "grouped",
+            _metacleaner,
+            V3_OPTIONS,
         ),
         Method(
             "paper",

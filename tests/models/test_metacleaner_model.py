@@ -4,6 +4,7 @@ import copy
 import json
 import math
 import os
+import re
 
 import keras
 import numpy as np
@@ -219,6 +220,90 @@ def test_bootstrap_adds_the_prediction_term_weighted_by_distrust():
     assert member_loss() == pytest.approx(expected_given, rel=1e-5)
     model.bootstrap_weight.assign(1.0)
     assert member_loss() == pytest.approx(expected_given + expected_own, rel=1e-5)
+
+
+# ------------------------------------------------------- loss weight normalisation
+def _member_loss(model, alpha, seed=0):
+    logits = np.random.default_rng(seed).normal(size=(2, N, C)).astype("float32")
+    return float(model._member_loss(np.array([0, 2]), np.asarray(alpha, "float32"), logits, None))
+
+
+def test_batch_normalisation_divides_the_member_weights_by_their_mean():
+    model = tiny_model(
+        "label_posterior", bootstrap_after_epochs=None, loss_weight_normalization="batch"
+    )
+    plain = tiny_model(
+        "label_posterior", bootstrap_after_epochs=None, loss_weight_normalization=None
+    )
+    alpha = np.array([[1.0, 0.5, 0.0], [0.2, 0.9, 0.4]], "float32")
+    # The same members, weighted by α / mean(α) instead of α.
+    assert _member_loss(model, alpha) == pytest.approx(
+        _member_loss(plain, alpha / alpha.mean()), rel=1e-5
+    )
+    # A batch whose members are all trusted alike trains like plain training: the
+    # weights' scale (the clean share) no longer scales the step.
+    for level in (0.2, 0.7):
+        assert _member_loss(model, np.full((2, N), level)) == pytest.approx(
+            _member_loss(plain, np.ones((2, N))), rel=1e-5
+        )
+    assert _member_loss(plain, np.full((2, N), 0.2)) == pytest.approx(
+        0.2 * _member_loss(plain, np.ones((2, N))), rel=1e-5
+    )
+    # At the floor the mean is clipped: a dead batch is not trained 1/α times harder.
+    low = np.full((2, N), 0.01, "float32")
+    assert _member_loss(model, low) == pytest.approx(
+        _member_loss(plain, low / kmc.models.metacleaner_model.MIN_MEAN_WEIGHT), rel=1e-5
+    )
+
+
+def test_batch_normalisation_divides_the_subset_weights_by_their_mean():
+    model = tiny_model(
+        "label_posterior", bootstrap_after_epochs=None, loss_weight_normalization="batch"
+    )
+    alpha = np.array([[1.0, 0.5, 0.0], [0.2, 0.4, 0.4]], "float32")
+    weights = keras.ops.convert_to_numpy(model._alpha_subset_weights(alpha))
+    np.testing.assert_allclose(weights, np.array([1.0, 0.4]) / 0.7, rtol=1e-6)
+
+
+def test_batch_normalisation_scales_the_bootstrap_term_alike():
+    # Scaling the label term alone memorised pair flips (docs/results.md): each
+    # member keeps its balance α : 1 - α between its label and the prediction.
+    model = tiny_model(
+        "label_posterior", bootstrap_after_epochs=0, loss_weight_normalization="batch"
+    )
+    plain = tiny_model("label_posterior", bootstrap_after_epochs=0, loss_weight_normalization=None)
+    alpha = np.array([[1.0, 0.5, 0.0], [0.2, 0.9, 0.4]], "float32")
+    for switch in (0.0, 1.0):
+        model.bootstrap_weight.assign(switch)
+        plain.bootstrap_weight.assign(switch)
+        assert _member_loss(model, alpha) == pytest.approx(
+            _member_loss(plain, alpha) / alpha.mean(), rel=1e-5
+        )
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"loss_weight_normalization": "global"}, "`loss_weight_normalization` must be one of"),
+        (
+            {"weighting": "fc_fc_relu_sig", "loss_weight_normalization": "batch"},
+            "needs mode='hallucinate' with member_loss_weight > 0 or subset_loss_weights",
+        ),
+        (
+            {"mode": "loss_reweight", "loss_weight_normalization": "batch"},
+            "needs mode='hallucinate'",
+        ),
+    ],
+)
+def test_batch_normalisation_needs_an_alpha_weighted_loss(kwargs, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        kmc.MetaCleanerModel(kmc.models.small_cnn((8, 8, 1)), C, N, **kwargs)
+
+
+def test_a_config_saved_before_loss_weight_normalisation_loads_without_it():
+    config = tiny_model("label_posterior", compile=False).get_config()
+    config.pop("loss_weight_normalization")
+    assert kmc.MetaCleanerModel.from_config(config).loss_weight_normalization is None
 
 
 def test_a_config_saved_before_bootstrapping_loads_without_it():
@@ -617,6 +702,7 @@ def test_presets_are_the_named_methods():
         "metacleaner",
         "metacleaner_v1",
         "metacleaner_v2",
+        "metacleaner_v3",
         "paper",
         "loss_reweight",
     }
@@ -630,13 +716,15 @@ def test_presets_are_the_named_methods():
             model.member_loss_weight,
             model.subset_loss_weights,
             model.bootstrap_after_epochs,
+            model.loss_weight_normalization,
         )
     assert resolved == {
-        "metacleaner": ("LabelPosteriorWeighting", "hallucinate", 1.0, "max_alpha", 5),
-        "metacleaner_v1": ("LabelPosteriorWeighting", "hallucinate", 1.0, "max_alpha", None),
-        "metacleaner_v2": ("LabelPosteriorWeighting", "hallucinate", 1.0, "max_alpha", 5),
-        "paper": ("DenseWeighting", "hallucinate", 0.0, None, None),
-        "loss_reweight": ("DenseWeighting", "loss_reweight", 0.0, None, None),
+        "metacleaner": ("LabelPosteriorWeighting", "hallucinate", 1.0, "max_alpha", 5, None),
+        "metacleaner_v1": ("LabelPosteriorWeighting", "hallucinate", 1.0, "max_alpha", None, None),
+        "metacleaner_v2": ("LabelPosteriorWeighting", "hallucinate", 1.0, "max_alpha", 5, None),
+        "metacleaner_v3": ("LabelPosteriorWeighting", "hallucinate", 1.0, "max_alpha", 5, "batch"),
+        "paper": ("DenseWeighting", "hallucinate", 0.0, None, None, None),
+        "loss_reweight": ("DenseWeighting", "loss_reweight", 0.0, None, None, None),
     }
 
 

@@ -98,6 +98,15 @@ def test_resolution_fills_the_method_and_keeps_overrides():
             "bootstrap_after_epochs=5 relabels members",
         ),
         ({"method": "sce", "bootstrap_after_epochs": 3}, "method=sce trains without"),
+        (
+            {"method": "paper", "loss_weight_normalization": "batch"},
+            "loss_weight_normalization=batch scales the alpha-weighted losses: method=paper",
+        ),
+        (
+            {"method": "loss_reweight", "loss_weight_normalization": "batch"},
+            "loss_weight_normalization=batch scales the alpha-weighted losses",
+        ),
+        ({"method": "elr", "loss_weight_normalization": "batch"}, "method=elr trains without"),
     ],
 )
 def test_validation_names_the_setting(tmp_path, overrides, match):

@@ -11,6 +11,7 @@ CONTRACT = (
     "metacleaner",
     "metacleaner_v1",
     "metacleaner_v2",
+    "metacleaner_v3",
     "paper",
     "loss_reweight",
     "baseline",
@@ -36,6 +37,7 @@ def test_grouped_options_agree_with_the_model_presets():
         "metacleaner",
         "metacleaner_v1",
         "metacleaner_v2",
+        "metacleaner_v3",
         "paper",
         "loss_reweight",
     ):
@@ -58,6 +60,7 @@ def test_metacleaner_is_the_newest_frozen_version():
         "member_loss_weight": 1.0,
         "subset_loss_weights": "max_alpha",
         "bootstrap_after_epochs": None,
+        "loss_weight_normalization": None,
     }
     assert dict(kmc.models.DEFAULT_VERSIONS["metacleaner_v1"]) == v1
     assert dict(kmc.models.DEFAULT_VERSIONS["metacleaner_v2"]) == {
@@ -104,6 +107,21 @@ def test_bootstrap_after_epochs_reaches_the_model(name, override, expected):
     config = TrainConfig("x", "/tmp/r", method=name, bootstrap_after_epochs=override)
     model = recipe.build_model(config.resolved(), 3, (8, 8, 1), num_examples=20)
     assert model.bootstrap_after_epochs == expected
+
+
+@pytest.mark.parametrize(
+    "name, override, expected",
+    [
+        ("metacleaner_v2", None, None),
+        ("metacleaner_v3", None, "batch"),
+        ("metacleaner_v3", "none", None),
+        ("metacleaner_v2", "batch", "batch"),
+    ],
+)
+def test_loss_weight_normalization_reaches_the_model(name, override, expected):
+    config = TrainConfig("x", "/tmp/r", method=name, loss_weight_normalization=override)
+    model = recipe.build_model(config.resolved(), 3, (8, 8, 1), num_examples=20)
+    assert model.loss_weight_normalization == expected
 
 
 @pytest.fixture(scope="module")

@@ -45,6 +45,8 @@ class Weighting(keras.layers.Layer):
     #: Epochs of warm-up before the members this weighting distrusts are also
     #: trained towards the network's prediction (`bootstrap_after_epochs`); None: never.
     default_bootstrap_after_epochs: int | None = None
+    #: How the α-weighted losses are scaled (`loss_weight_normalization`): None, by α.
+    default_loss_weight_normalization: str | None = None
 
     def __init__(self, subset_size: int, hidden_units: int = 384, **kwargs: Any) -> None:
         super().__init__(**kwargs)
