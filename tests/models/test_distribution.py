@@ -25,7 +25,12 @@ K, N, C = 4, 3, 3
 
 def _one_step(model, weights, x, y):
     model.set_weights(weights)
-    logs = model.train_on_batch(x, y, return_dict=True)
+    # One global batch through fit, which splits it between the replicas along K
+    # (train_on_batch on arrays hands every replica the whole batch, which would
+    # hide a statistic computed per replica).
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(len(x))
+    history = model.fit(dataset, epochs=1, verbose=0, shuffle=False)
+    logs = {key: values[-1] for key, values in history.history.items()}
     return [v.numpy() for v in model.trainable_weights], logs
 
 
@@ -108,3 +113,21 @@ def test_fit_under_the_strategy_logs_alpha():
     for key in ("loss", "alpha_mean", "alpha_std", "alpha_floor"):
         assert np.isfinite(history.history[key][0]), key
     keras.backend.clear_session()
+
+
+def test_batch_normalisation_divides_by_one_mean_over_all_replicas():
+    strategy = two_replica_strategy()
+    with strategy.scope():
+        model = tiny_model("label_posterior", loss_weight_normalization="batch")
+    # Replica 0 trusts its members, replica 1 does not: one device on the whole
+    # batch divides both by the same mean, 0.5, and so must the replicas.
+    alpha = {0: [[0.9, 0.9, 0.9]], 1: [[0.1, 0.1, 0.1]]}
+    per_replica_alpha = strategy.experimental_distribute_values_from_function(
+        lambda context: tf.constant(alpha[context.replica_id_in_sync_group])
+    )
+    per_replica = strategy.run(model._loss_weight_scale, args=(per_replica_alpha,))
+    scales = [float(t) for t in strategy.experimental_local_results(per_replica)]
+    np.testing.assert_allclose(scales, [2.0, 2.0], rtol=1e-6)
+    subsets = strategy.run(model._alpha_subset_weights, args=(per_replica_alpha,))
+    weights = [t.numpy() for t in strategy.experimental_local_results(subsets)]
+    np.testing.assert_allclose(np.concatenate(weights), [1.8, 0.2], rtol=1e-6)

@@ -767,8 +767,14 @@ def test_the_bare_default_is_the_metacleaner_preset():
     preset = kmc.MetaCleanerModel.from_preset(
         "metacleaner", backbone, C, N, hidden_units=8, name="m"
     ).get_config()
-    for key in ("mode", "member_loss_weight", "subset_loss_weights", "bootstrap_after_epochs"):
-        assert bare[key] == preset[key]
+    for key in (
+        "mode",
+        "member_loss_weight",
+        "subset_loss_weights",
+        "bootstrap_after_epochs",
+        "loss_weight_normalization",
+    ):
+        assert bare[key] == preset[key], key
     unnamed = [{**c["weighting"]["config"], "name": None} for c in (bare, preset)]
     assert bare["weighting"]["class_name"] == preset["weighting"]["class_name"]
     assert unnamed[0] == unnamed[1]
