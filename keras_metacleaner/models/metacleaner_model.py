@@ -141,7 +141,8 @@ class MetaCleanerModel(keras.Model):
             members' loss, a step as large as plain training on them would
             take at any noise rate; on clean data, where α ≈ 1, both are
             plain training. `"auto"` takes the weighting's documented value
-            where there is an α-weighted loss.
+            (`"batch"` for `label_posterior`, the default since
+            `metacleaner_v3`) where there is an α-weighted loss.
         **kwargs: passed to `keras.Model`.
 
     Returns:

@@ -17,7 +17,10 @@ from typing import Any
 #:   mislabelled cannot teach its label at full weight; since `metacleaner_v2`,
 #:   after 5 warm-up epochs the members it distrusts are also trained towards
 #:   the network's own prediction, weighted by 1 - α (bootstrapping), which
-#:   stops the late memorisation of pair flips.
+#:   stops the late memorisation of pair flips; since `metacleaner_v3`, those
+#:   α-weighted losses are divided by their mean over the batch, so the
+#:   trusted members are trained at the step plain training would take on
+#:   them whatever the noise rate (`loss_weight_normalization="batch"`).
 #: - `"paper"`: MetaCleaner exactly as the paper describes it: the FC-FC-ReLU-
 #:   sigmoid weighting (Table 2, section 4: 384 hidden units), Eq. 3, the
 #:   classifier trained on the hallucinated features alone.
@@ -52,17 +55,8 @@ DEFAULT_VERSIONS: MappingProxyType[str, MappingProxyType[str, Any]] = MappingPro
                 "loss_weight_normalization": None,
             }
         ),
-    }
-)
-#: The version `"metacleaner"` names.
-DEFAULT_VERSION = "metacleaner_v2"
-
-PRESETS: MappingProxyType[str, MappingProxyType[str, Any]] = MappingProxyType(
-    {
-        "metacleaner": DEFAULT_VERSIONS[DEFAULT_VERSION],
-        **DEFAULT_VERSIONS,
-        # The candidate (issue 14): v2 with the α-weighted losses divided by their batch mean, so
-        # the trusted members are trained at the step plain training would give them.
+        # Frozen 2026-12-02 (issue 14): v2 with the α-weighted losses divided by their batch
+        # mean, so the trusted members are trained at the step plain training would give them.
         "metacleaner_v3": MappingProxyType(
             {
                 "weighting": "label_posterior",
@@ -73,6 +67,15 @@ PRESETS: MappingProxyType[str, MappingProxyType[str, Any]] = MappingProxyType(
                 "loss_weight_normalization": "batch",
             }
         ),
+    }
+)
+#: The version `"metacleaner"` names.
+DEFAULT_VERSION = "metacleaner_v3"
+
+PRESETS: MappingProxyType[str, MappingProxyType[str, Any]] = MappingProxyType(
+    {
+        "metacleaner": DEFAULT_VERSIONS[DEFAULT_VERSION],
+        **DEFAULT_VERSIONS,
         "paper": MappingProxyType(
             {
                 "weighting": "fc_fc_relu_sig",

@@ -181,13 +181,14 @@ METHODS: dict[str, Method] = {
     for m in (
         Method(
             "metacleaner",
-            "this project's default, the newest frozen version (metacleaner_v2): "
+            "this project's default, the newest frozen version (metacleaner_v3): "
             "label_posterior weighting, per-image loss 1.0, subsets weighted by their largest "
-            "alpha, and after 5 warm-up epochs the members the cleaner distrusts are also "
-            "trained towards the network's prediction (1 - alpha)",
+            "alpha, after 5 warm-up epochs the members the cleaner distrusts are also "
+            "trained towards the network's prediction (1 - alpha), and these alpha-weighted "
+            "losses divided by their batch mean",
             "grouped",
             _metacleaner,
-            V2_OPTIONS,
+            V3_OPTIONS,
         ),
         Method(
             "metacleaner_v1",
@@ -206,8 +207,9 @@ METHODS: dict[str, Method] = {
         ),
         Method(
             "metacleaner_v3",
-            "candidate (issue 14): metacleaner_v2 with its alpha-weighted losses divided by "
-            "their batch mean, so trusted members are trained at plain training's step",
+            "the default as frozen on 2026-12-02 (later): metacleaner_v2 with its alpha-weighted "
+            "losses divided by their batch mean, so trusted members are trained at plain "
+            "training's step",
             "grouped",
             _metacleaner,
             V3_OPTIONS,

@@ -197,7 +197,10 @@ def test_subset_loss_weights_enter_the_training_loss():
 
 # -------------------------------------------------------------- bootstrapping
 def test_bootstrap_adds_the_prediction_term_weighted_by_distrust():
-    model = tiny_model("label_posterior", seed=0, bootstrap_after_epochs=0)
+    # The terms as weighed by α (v2); the batch normalisation's scale is tested below.
+    model = tiny_model(
+        "label_posterior", seed=0, bootstrap_after_epochs=0, loss_weight_normalization=None
+    )
     logits = np.random.default_rng(0).normal(size=(2, N, C)).astype("float32")
     alpha = np.array([[1.0, 0.5, 0.0], [0.2, 0.9, 0.4]], "float32")
     labels = np.array([0, 2])
@@ -719,7 +722,7 @@ def test_presets_are_the_named_methods():
             model.loss_weight_normalization,
         )
     assert resolved == {
-        "metacleaner": ("LabelPosteriorWeighting", "hallucinate", 1.0, "max_alpha", 5, None),
+        "metacleaner": ("LabelPosteriorWeighting", "hallucinate", 1.0, "max_alpha", 5, "batch"),
         "metacleaner_v1": ("LabelPosteriorWeighting", "hallucinate", 1.0, "max_alpha", None, None),
         "metacleaner_v2": ("LabelPosteriorWeighting", "hallucinate", 1.0, "max_alpha", 5, None),
         "metacleaner_v3": ("LabelPosteriorWeighting", "hallucinate", 1.0, "max_alpha", 5, "batch"),

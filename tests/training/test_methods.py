@@ -67,6 +67,11 @@ def test_metacleaner_is_the_newest_frozen_version():
         **v1,
         "bootstrap_after_epochs": 5,
     }
+    assert dict(kmc.models.DEFAULT_VERSIONS["metacleaner_v3"]) == {
+        **v1,
+        "bootstrap_after_epochs": 5,
+        "loss_weight_normalization": "batch",
+    }
 
 
 def _available(name):

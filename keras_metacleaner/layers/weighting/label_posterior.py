@@ -63,6 +63,8 @@ class LabelPosteriorWeighting(_LabelScoreWeighting):
 
     # The default method since metacleaner_v2 (docs/results.md, issue 14).
     default_bootstrap_after_epochs = 5
+    # Since metacleaner_v3: the α-weighted losses divided by their batch mean.
+    default_loss_weight_normalization = "batch"
 
     #: The highest estimate of the clean share: never trust every label fully.
     max_clean_prior = 0.99
