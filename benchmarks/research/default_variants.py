@@ -64,6 +64,9 @@ Variants:
   normalised_bootstrap
                  `normalised_all` with the bootstrap term divided by ᾱ as well, so each
                  member's label and prediction keep v2's balance α : 1 - α.
+  no_subset_loss the default (v3 since session 6) without the hallucinated loss: only the
+                 members' α-weighted loss and bootstrapping (an ablation: what the
+                 subset-mean loss, the paper's idea, adds or costs).
   mixup          the per-image loss on mixup of the batch's members (λ ~ Beta(1, 1),
                  max(λ, 1 - λ)), each side weighted by its α; a second backbone pass.
 """
@@ -99,6 +102,7 @@ VARIANTS = (
     "normalised_all",
     "normalised_warmup",
     "normalised_bootstrap",
+    "no_subset_loss",
 )
 
 
@@ -433,8 +437,15 @@ def variant_classes():
     class NormalisedBootstrap(NormalisedAll):
         normalise_bootstrap = True
 
+    class NoSubsetLoss(MetaCleanerModel):
+        """The default without its hallucinated loss (every subset weighted 0)."""
+
+        def _alpha_subset_weights(self, alpha):
+            return ops.zeros_like(ops.max(ops.cast(alpha, "float32"), axis=1))
+
     classes = {
         "default": (MetaCleanerModel, None),
+        "no_subset_loss": (NoSubsetLoss, None),
         "normalised_members": (NormalisedMembers, None),
         "normalised_all": (NormalisedAll, None),
         "normalised_warmup": (NormalisedWarmup, None),
