@@ -159,9 +159,61 @@ def record_from_results(spec: dict, results: dict, commit: dict | None, command:
     }
 
 
-def run_one(task: tuple[dict, str, dict | None, str]) -> dict:
-    """Trains one grid point through `kmc.training.run` and returns its record."""
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def claim(run_dir: str) -> str | None:
+    """Takes `<run_dir>.lock` for this process; returns its path, or None if a live one holds it.
+
+    Two grid processes given the same point (two queues over one `--out`) would train in one
+    run directory: the second resumes from the first's backups and restores the first's
+    selected weights, and both records are then a mixture. A lock left by a dead process is
+    taken over.
+    """
+    lock = run_dir.rstrip(os.sep) + ".lock"
+    os.makedirs(os.path.dirname(os.path.abspath(lock)), exist_ok=True)
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                with open(lock) as f:
+                    holder = int(f.read().strip() or 0)
+            except (OSError, ValueError):
+                holder = 0
+            if holder and _pid_alive(holder):
+                return None
+            os.remove(lock)  # stale: its process is gone
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        return lock
+    return None
+
+
+def run_one(task: tuple[dict, str, dict | None, str]) -> dict | None:
+    """Trains one grid point through `kmc.training.run` and returns its record.
+
+    Returns None, without training, when another live process is training the same point.
+    """
     spec, run_dir, commit, command = task
+    lock = claim(run_dir)
+    if lock is None:
+        return None
+    try:
+        return _train_one(spec, run_dir, commit, command)
+    finally:
+        os.remove(lock)
+
+
+def _train_one(spec: dict, run_dir: str, commit: dict | None, command: str) -> dict:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
@@ -311,6 +363,9 @@ def run_grid(args, runner: Callable[[tuple], dict] = run_one, commit=None) -> li
         else:
             results = map(runner, tasks)
         for record in results:
+            if record is None:
+                print("skipped: another live process is training this point", flush=True)
+                continue
             append(args.out, record)
             new.append(record)
             print(

@@ -273,3 +273,27 @@ def test_a_real_tiny_run_goes_through_kmc_training_run(toy_npz, tmp_path):
     assert record["library"] == os.path.join(ROOT, "keras_metacleaner", "training")
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["final_test_accuracy"] == record["final"]
+    assert not (tmp_path / "run.lock").exists(), "the run's lock outlives it"
+    # A lock left by a process that is gone is taken over: the point trains again.
+    (tmp_path / "run.lock").write_text(str(_dead_pid()))
+    assert accuracy.run_one((spec, str(tmp_path / "run"), None, "tiny")) is not None
+    assert not (tmp_path / "run.lock").exists()
+
+
+def _dead_pid() -> int:
+    done = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    return int(done.stdout)
+
+
+def test_a_point_another_live_process_trains_is_skipped_untouched(tmp_path):
+    # Two queues over one --out once trained the same point in one directory: the second
+    # resumed from the first's backups and its record mixed both runs.
+    run_dir = tmp_path / "runs" / "point"
+    lock = tmp_path / "runs" / "point.lock"
+    lock.parent.mkdir()
+    lock.write_text(str(os.getpid()))  # this process, alive
+    spec = {"method": "baseline", "noise_type": "symmetric", "noise_rate": 0.4}
+    assert accuracy.run_one((spec, str(run_dir), None, "tiny")) is None
+    assert not run_dir.exists() and lock.read_text() == str(os.getpid())
