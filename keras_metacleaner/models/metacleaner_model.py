@@ -567,10 +567,7 @@ class MetaCleanerModel(keras.Model):
         # still yields a full-weight feature; its α scale says how much to trust it.
         alpha = ops.stop_gradient(ops.cast(alpha, "float32"))
         reduce = ops.max if self.subset_loss_weights == "max_alpha" else ops.mean
-        return self._normalize_loss_weights(reduce(alpha, axis=1))
-
-    def _normalize_loss_weights(self, weights):
-        """`weights` times `_loss_weight_scale(weights)`."""
+        weights = reduce(alpha, axis=1)
         return weights * self._loss_weight_scale(weights)
 
     def _loss_weight_scale(self, weights):
