@@ -1,14 +1,17 @@
 #!/usr/bin/env python
 """Variants of the default method tried against the best peer (issue 14), one run per call.
 
-Each call trains one variant of `metacleaner` through `kmc.training.run` with the
+Each call trains one variant of a frozen version of the default (`VARIANTS` names which:
+the default when the variant was measured) through `kmc.training.run` with the
 settings of `benchmarks/accuracy.py` (Fashion-MNIST, first 10k, 10% noisy validation
 split, small_cnn, SGD 0.02, batch 128, 30 epochs, `--select_on=noisy_val`) and appends
 one record (final / picked / oracle accuracy and the test curve) to `--out`. The
-variant replaces the model the `metacleaner` method builds (and, for `sce_all`, its
+variant replaces the model that version's method builds (and, for `sce_all`, its
 compiled loss); everything else is the method's. These are research code, kept so that
 every number of docs/results.md's "Research towards beating the best peer" can be
-rerun; none of them is in the library, because none measured better than the default.
+rerun. Two became library options once they measured better: `bootstrap_from5` is
+`bootstrap_after_epochs` (v2), `normalised_bootstrap` is `loss_weight_normalization`
+(v3); the rest are not in the library.
 
     python benchmarks/research/default_variants.py --variant=mixup \\
         --noise=symmetric:0.4 --schedule=constant --seed=0 --out=/tmp/variants.jsonl
@@ -83,27 +86,31 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 sys.path.insert(0, ROOT)
 
-VARIANTS = (
-    "default",
-    "ema_teacher",
-    "bootstrap",
-    "bootstrap_t09",
-    "bootstrap_from5",
-    "bootstrap_plateau",
-    "sce_members",
-    "sce_all",
-    "mixup",
-    "elr_teacher",
-    "elr_teacher_distrust",
-    "elr_teacher_late",
-    "elr_members",
-    "elr_members_late",
-    "normalised_members",
-    "normalised_all",
-    "normalised_warmup",
-    "normalised_bootstrap",
-    "no_subset_loss",
-)
+# Each variant with the frozen version it modifies, the default when it was measured (its
+# records' configurations say which): built from a moving `metacleaner`, a variant of v1
+# would run on top of v3's bootstrapping and normalisation today and not reproduce.
+V1, V2, V3 = "metacleaner_v1", "metacleaner_v2", "metacleaner_v3"
+VARIANTS = {
+    "default": "metacleaner",  # the library's default as it is at this commit
+    "ema_teacher": V1,
+    "bootstrap": V1,
+    "bootstrap_t09": V1,
+    "bootstrap_from5": V1,
+    "bootstrap_plateau": V1,
+    "sce_members": V1,
+    "sce_all": V1,
+    "mixup": V1,
+    "elr_teacher": V2,
+    "elr_teacher_distrust": V2,
+    "elr_teacher_late": V2,
+    "elr_members": V2,
+    "elr_members_late": V2,
+    "normalised_members": V2,
+    "normalised_all": V2,
+    "normalised_warmup": V2,
+    "normalised_bootstrap": V2,
+    "no_subset_loss": V3,
+}
 
 
 def variant_classes():
@@ -497,10 +504,11 @@ def main(argv=None) -> None:
 
     classes, switches = variant_classes()
     cls, loss = classes[args.variant]
+    base = VARIANTS[args.variant]
 
     def build(config, backbone_fn, num_classes, num_examples):
         return cls.from_preset(
-            "metacleaner",
+            base,
             backbone_fn(config.seed),
             num_classes,
             config.subset_size,
@@ -511,9 +519,8 @@ def main(argv=None) -> None:
     extra = {"loss": lambda method_args: loss()} if loss else {}
     if args.variant in switches:
         extra["callbacks"] = lambda model, config: [switches[args.variant]()]
-    methods.METHODS["metacleaner"] = dataclasses.replace(
-        methods.METHODS["metacleaner"], build=build, **extra
-    )
+    # The base's method entry, so that the record's configuration lists the base's options.
+    methods.METHODS[base] = dataclasses.replace(methods.METHODS[base], build=build, **extra)
     spec = {
         "dataset": "fashion_mnist",
         "epochs": 30,
@@ -521,7 +528,7 @@ def main(argv=None) -> None:
         "validation_split": 0.1,
         "learning_rate": 0.02,
         "batch_size": 128,
-        "method": "metacleaner",
+        "method": base,
         "noise_type": kind,
         "noise_rate": float(rate),
         "schedule": args.schedule,
