@@ -323,6 +323,24 @@ def chosen_schedules(records: Iterable[dict]) -> dict[tuple, str]:
     return {key: schedule for key, (_, schedule) in best.items()}
 
 
+def runs_at(
+    records: Iterable[dict],
+    chosen: dict[tuple, str],
+    method: str,
+    kind: str,
+    rate: float,
+    schedule: str | None = None,
+) -> list[dict]:
+    """The records of `method` at one noise and `schedule` (default: its chosen one)."""
+    schedule = schedule or chosen.get((method, kind, rate))
+    return [
+        r
+        for r in records
+        if (r["method"], r["noise_type"], r["noise_rate"], r["schedule"])
+        == (method, kind, rate, schedule)
+    ]
+
+
 def seed_specs(args, chosen: dict[tuple, str]) -> list[dict]:
     """Phase 2: seeds 1.. at each (method, noise)'s chosen schedule."""
     specs = []
@@ -478,13 +496,7 @@ def goals(path: str, method: str | None = None) -> str:
     chosen = chosen_schedules(records)
 
     def runs(name, kind, rate, schedule=None):
-        schedule = schedule or chosen.get((name, kind, rate))
-        return [
-            r
-            for r in records
-            if (r["method"], r["noise_type"], r["noise_rate"], r["schedule"])
-            == (name, kind, rate, schedule)
-        ]
+        return runs_at(records, chosen, name, kind, rate, schedule)
 
     lines = ["| goal | measured | met? |", "|---|---|---|"]
     for kind, rate in AHEAD_SETTINGS:

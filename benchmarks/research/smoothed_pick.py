@@ -49,12 +49,7 @@ def table(path: str) -> str:
     for kind, rate in SETTINGS:
         for method in METHODS:
             schedule = chosen.get((method, kind, rate))
-            runs = [
-                r
-                for r in records
-                if (r["method"], r["noise_type"], r["noise_rate"], r["schedule"])
-                == (method, kind, rate, schedule)
-            ]
+            runs = accuracy.runs_at(records, chosen, method, kind, rate)
             if len(runs) < 3:
                 continue
             cells = [np.mean([picked(r, w) for r in runs]) * 100 for w in (1, 3, 5)]
